@@ -12,7 +12,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "sweep": ("attrstream.engine.sweep", "sweep"),
+    "sweep": ("attrstream.engine.pipeline", "sweep"),
     "open_run": ("attrstream.engine.store", "open_run"),
 }
 

@@ -1,0 +1,197 @@
+"""One batch: one forward, one backward, then the fused kernels — small per-example tensors out.
+
+Everything here runs on the model's device and returns device tensors keyed by their store path;
+the sweep copies them to the host once per batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from attrstream.engine.capture import capture_outputs
+from attrstream.engine.errors import ConfigError, ModelError
+from attrstream.engine.methods import Target, target_scores
+from attrstream.kernels.channel_stats import channel_stats
+from attrstream.kernels.grad_cam import grad_cam
+from attrstream.kernels.layer_maps import layer_maps
+from attrstream.kernels.product_map import product_map
+from attrstream.kernels.saliency import saliency
+
+
+@dataclass(frozen=True)
+class ExtractPlan:
+    """What to compute per batch; built once per sweep."""
+
+    layers: dict[str, nn.Module]
+    input_methods: tuple[str, ...]
+    layer_methods: tuple[str, ...]
+    target: Target
+    reduce: str = "sum"
+    out_dtype: torch.dtype = torch.float16
+    topk: int = 0
+    autocast: bool = False
+    token_grids: dict[str, tuple[int, int, int]] | None = None  # layer -> (h, w, leading tokens dropped)
+    smoothgrad_samples: int = 8
+    smoothgrad_noise: float = 0.15
+    ig_steps: int = 16
+
+
+def token_grid(tokens: int, given: tuple[int, int] | None = None) -> tuple[int, int, int]:
+    """(h, w, dropped) to view ``[N, T, C]`` tokens as an ``h×w`` patch grid.
+
+    T = s² + 1 drops the class token, T = s² drops nothing; anything else needs ``given``.
+    """
+    if given is not None:
+        h, w = given
+        if h * w > tokens:
+            raise ModelError(f"Token grid {h}x{w} needs {h * w} tokens, the layer has {tokens}.")
+        return h, w, tokens - h * w
+    for dropped in (1, 0):
+        side = math.isqrt(tokens - dropped)
+        if side * side == tokens - dropped and side > 0:
+            return side, side, dropped
+    raise ModelError(
+        f"A token layer with {tokens} tokens is neither a square grid nor a square grid plus a class "
+        "token; pass token_grid=(h, w) to say how to reshape it, or drop grad_x_act/grad_cam."
+    )
+
+
+def as_grid(t: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+    """``[N, T, C]`` tokens → ``[N, C, h, w]`` view (no copy; the kernels take any strides)."""
+    h, w, dropped = grid
+    n, _, c = t.shape
+    return t[:, dropped:, :].reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+
+def _forward(model: nn.Module, x: torch.Tensor, autocast: bool) -> torch.Tensor:
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+        logits = model(x)
+    if isinstance(logits, (tuple, list)):
+        logits = logits[0]
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ModelError(f"Expected the model to return logits of shape [N, K], got {got}.")
+    return logits
+
+
+def _layer_results(name: str, a: torch.Tensor, g: torch.Tensor, plan: ExtractPlan) -> dict[str, torch.Tensor]:
+    a, g = a.detach(), g.detach()
+    wants = set(plan.layer_methods)
+    out: dict[str, torch.Tensor] = {}
+    key = f"layers/{name}"
+    if a.ndim == 2:  # [N, C]: statistics of single values; no spatial map
+        a, g = a[:, :, None, None], g[:, :, None, None]
+        wants -= {"grad_x_act", "grad_cam"}
+    if a.ndim == 3:  # tokens [N, T, C]
+        if "stats" in wants:
+            out[f"{key}/stats"] = channel_stats(a, layout="tokens")
+        grid = (plan.token_grids or {}).get(name)
+        if wants & {"grad_x_act", "grad_cam"}:
+            a, g = as_grid(a, grid), as_grid(g, grid)
+        wants.discard("stats")
+    if wants == {"stats", "grad_x_act", "grad_cam"}:
+        stats, gxa, cam = layer_maps(a, g, reduce=plan.reduce, out_dtype=plan.out_dtype)
+        out[f"{key}/stats"] = stats
+        out[f"{key}/grad_x_act"], out[f"{key}/grad_x_act_scale"] = gxa
+        out[f"{key}/grad_cam"], out[f"{key}/grad_cam_scale"] = cam
+        return out
+    if "stats" in wants:
+        out[f"{key}/stats"] = channel_stats(a)
+    if "grad_x_act" in wants:
+        out[f"{key}/grad_x_act"], out[f"{key}/grad_x_act_scale"] = product_map(a, g, reduce=plan.reduce, out_dtype=plan.out_dtype)
+    if "grad_cam" in wants:
+        out[f"{key}/grad_cam"], out[f"{key}/grad_cam_scale"] = grad_cam(a, g, out_dtype=plan.out_dtype)
+    return out
+
+
+def _expanded_input_grads(
+    model: nn.Module, points: torch.Tensor, index: torch.Tensor, samples: int, autocast: bool
+) -> torch.Tensor:
+    """Gradients of the fixed target class at ``samples`` points per example, ``[S, N, C, H, W]``."""
+    points = points.detach().requires_grad_(True)
+    logits = _forward(model, points.flatten(0, 1), autocast).float()
+    score = logits.gather(1, index.repeat(samples)[:, None]).sum()
+    (grad,) = torch.autograd.grad(score, points)
+    return grad
+
+
+def _multi_sample_maps(model: nn.Module, x: torch.Tensor, index: torch.Tensor, plan: ExtractPlan) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    if "smoothgrad" in plan.input_methods:
+        s = plan.smoothgrad_samples
+        gen = torch.Generator(device=x.device).manual_seed(0)
+        span = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(1, -1, 1, 1, 1)
+        noise = torch.randn((s, *x.shape), generator=gen, device=x.device, dtype=x.dtype) * (plan.smoothgrad_noise * span)
+        grads = _expanded_input_grads(model, x.unsqueeze(0) + noise, index, s, plan.autocast)
+        mean_abs = grads.abs().mean(0)  # Captum NoiseTunnel(Saliency(abs=True)), smoothgrad
+        out["attributions/smoothgrad"], out["attributions/smoothgrad_scale"] = saliency(mean_abs, out_dtype=plan.out_dtype)
+    if "integrated_gradients" in plan.input_methods:
+        m = plan.ig_steps
+        alphas = (torch.arange(m, device=x.device, dtype=x.dtype) + 0.5) / m  # Riemann midpoints, zero baseline
+        grads = _expanded_input_grads(model, alphas.view(m, 1, 1, 1, 1) * x.unsqueeze(0), index, m, plan.autocast)
+        out["attributions/integrated_gradients"], out["attributions/integrated_gradients_scale"] = product_map(
+            x, grads.mean(0), reduce="sum", out_dtype=plan.out_dtype
+        )
+    return out
+
+
+def extract_batch(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, plan: ExtractPlan) -> dict[str, torch.Tensor]:
+    """Every requested output of one batch, keyed by store path, on ``x``'s device."""
+    x = x.detach().requires_grad_(True)
+    with capture_outputs(model, plan.layers) as captured:
+        logits = _forward(model, x, plan.autocast)
+    missing = [n for n in plan.layers if n not in captured]
+    if missing:
+        raise ModelError(f"Layer(s) {', '.join(missing)} did not run in the forward pass; pick layers on the path to the output.")
+    chosen = target_scores(logits, labels, plan.target)
+    acts = [captured[n] for n in plan.layers]
+    need_x_grad = bool({"grad_x_input", "saliency"} & set(plan.input_methods))
+    inputs = ([x] if need_x_grad else []) + acts
+    grads = torch.autograd.grad(chosen.score.sum(), inputs, allow_unused=True) if inputs else ()
+    for name, grad in zip(plan.layers, grads[int(need_x_grad):]):
+        if grad is None:
+            raise ModelError(f"The target score does not depend on layer {name!r}; pick a layer before the output.")
+
+    logits = logits.detach().float()
+    out: dict[str, torch.Tensor] = {
+        "outputs/pred": logits.argmax(1),
+        "outputs/target": chosen.index,
+        "outputs/score": chosen.score.detach().float(),
+    }
+    if plan.topk:
+        prob, idx = torch.softmax(logits, 1).topk(min(plan.topk, logits.shape[1]), dim=1)
+        out["outputs/topk_index"], out["outputs/topk_prob"] = idx, prob
+    else:
+        out["outputs/logits"] = logits.to(torch.float16)
+    with torch.no_grad():
+        if need_x_grad:
+            gx = grads[0]
+            if "grad_x_input" in plan.input_methods:
+                out["attributions/grad_x_input"], out["attributions/grad_x_input_scale"] = product_map(
+                    x.detach(), gx, reduce=plan.reduce, out_dtype=plan.out_dtype
+                )
+            if "saliency" in plan.input_methods:
+                out["attributions/saliency"], out["attributions/saliency_scale"] = saliency(gx, out_dtype=plan.out_dtype)
+        for name, a, g in zip(plan.layers, acts, grads[int(need_x_grad):]):
+            out.update(_layer_results(name, a, g, plan))
+    del grads, acts, captured
+    if {"smoothgrad", "integrated_gradients"} & set(plan.input_methods):
+        if int(chosen.index.min()) < 0:
+            raise ConfigError("smoothgrad and integrated_gradients explain a class: the target callable must return class indices.")
+        out.update(_multi_sample_maps(model, x.detach(), chosen.index, plan))
+    return out
+
+
+def layer_shapes(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module]) -> tuple[int, dict[str, tuple[int, ...]]]:
+    """Number of classes and each layer's output shape (without the batch axis), from one forward."""
+    with torch.no_grad(), capture_outputs(model, layers) as captured:
+        logits = _forward(model, x, autocast=False)
+    missing: Sequence[str] = [n for n in layers if n not in captured]
+    if missing:
+        raise ModelError(f"Layer(s) {', '.join(missing)} did not run in the forward pass; pick layers on the path to the output.")
+    return logits.shape[1], {n: tuple(captured[n].shape[1:]) for n in layers}

@@ -1,0 +1,127 @@
+"""Model resolution: a torchvision name, the built-in demo network, or ``package.module:factory``.
+
+Models are built with a fixed seed, so that two runs without weights agree, and the config
+fingerprint carries a hash of the weights, so that a resumed run never mixes two models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from attrstream.engine.errors import ConfigError, ModelError, close_matches
+
+BUILTIN_MODELS = ("shapesnet",)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the user asked for: ``name`` (torchvision, builtin or ``module:factory``) and weights."""
+
+    name: str
+    weights: str | None = None  # None (seeded init), "DEFAULT", or a state-dict path
+    num_classes: int | None = None
+    seed: int = 0
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """Hash of every parameter and buffer (names, shapes, dtypes and bytes), in state-dict order."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{tuple(tensor.shape)}:{t.dtype}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def _torchvision_names() -> list[str]:
+    import torchvision
+
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def _build_torchvision(spec: ModelSpec) -> nn.Module:
+    import torchvision
+
+    names = _torchvision_names()
+    if spec.name not in names:
+        raise ModelError(
+            f"Unknown model {spec.name!r}: expected a torchvision classification model, "
+            f"{', '.join(BUILTIN_MODELS)}, or package.module:factory.{close_matches(spec.name, names)}"
+        )
+    kwargs = {} if spec.num_classes is None else {"num_classes": spec.num_classes}
+    if spec.weights == "DEFAULT":
+        try:
+            return torchvision.models.get_model(spec.name, weights="DEFAULT", **kwargs)
+        except Exception as err:  # offline, or num_classes incompatible with the pretrained head
+            raise ModelError(
+                f"Could not load torchvision's DEFAULT weights for {spec.name!r} ({type(err).__name__}: "
+                f"{err}). Without internet, pass --weights PATH to a state dict file."
+            ) from None
+    return torchvision.models.get_model(spec.name, weights=None, **kwargs)
+
+
+def _build_factory(spec: ModelSpec) -> nn.Module:
+    module_name, _, attr = spec.name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ModelError(f"Could not import {module_name!r} for model {spec.name!r}: {err}.") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ModelError(f"{module_name!r} has no callable {attr!r} (from model {spec.name!r}).")
+    model = factory() if spec.num_classes is None else factory(num_classes=spec.num_classes)
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"{spec.name} returned {type(model).__name__}, expected a torch.nn.Module.")
+    return model
+
+
+def _build_builtin(spec: ModelSpec) -> nn.Module:
+    from attrstream.engine.demo.model import ShapesNet
+    from attrstream.engine.demo.shapes import ShapesDataset
+
+    if spec.weights is None:
+        from attrstream.engine.demo.train import load_or_train
+
+        model, _info = load_or_train()
+        return model
+    return ShapesNet(num_classes=spec.num_classes or len(ShapesDataset.classes))
+
+
+def load_state_dict(model: nn.Module, path: str | Path) -> None:
+    """Load a state-dict file into ``model``, with errors that name the file and the mismatch."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"Weights file {str(path)!r} does not exist (expected a state dict saved with torch.save).")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ModelError(f"Could not read weights file {str(path)!r}: {type(err).__name__}: {err}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise ModelError(f"Weights file {str(path)!r} does not fit the model: {' '.join(first[:3])}") from None
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """The model of ``spec``, in eval mode, on CPU."""
+    if not spec.name:
+        raise ConfigError("Expected a model name (e.g. resnet18), got an empty string.")
+    torch.manual_seed(spec.seed)
+    if spec.name in BUILTIN_MODELS:
+        model = _build_builtin(spec)
+    elif ":" in spec.name:
+        model = _build_factory(spec)
+    else:
+        model = _build_torchvision(spec)
+    if spec.weights not in (None, "DEFAULT"):
+        load_state_dict(model, spec.weights)
+    return model.eval()

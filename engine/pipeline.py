@@ -1,0 +1,285 @@
+"""The sweep: stream every requested attribution and statistic of a data set into one store.
+
+Per batch: one forward with hooks, one ``autograd.grad`` over (input, *layer outputs), the fused
+kernels, one host copy, and an append to the store writer, whose background thread compresses and
+writes whole units while the next batch computes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from attrstream.engine import __version__
+from attrstream.engine.capture import default_layers, inference_mode_for_attribution, resolve_layers
+from attrstream.engine.data import IndexedItems, make_loader, rgb_converter, split_item
+from attrstream.engine.errors import ConfigError, DataError
+from attrstream.engine.extract import ExtractPlan, extract_batch, layer_shapes, token_grid
+from attrstream.engine.host_copy import HostCopier
+from attrstream.engine.methods import DEFAULT_METHODS, REDUCTIONS, Target, parse_target, split_methods, target_name
+from attrstream.engine.models import weights_sha256
+from attrstream.engine.store import LayerSpec, RunSpec, StoreWriter, open_run
+
+THUMB_MAX = 64
+TOPK_ABOVE = 1000  # store top-5 index/prob instead of logits when K is larger
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything that decides what a sweep computes and how; validated on construction."""
+
+    layers: tuple[str, ...] | None = None  # None: the model's default stages
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    target: Target = "pred"
+    batch_size: int = 32
+    unit: int = 256
+    device: str = "cpu"
+    dtype: str = "float16"
+    reduce: str = "sum"
+    autocast: bool = False
+    num_workers: int = 0
+    limit: int | None = None
+    overwrite: bool = False
+    skip_bad_images: bool = False
+    compressor: str = "lz4"
+    token_grid: tuple[int, int] | None = None
+    smoothgrad_samples: int = 8
+    ig_steps: int = 16
+    progress: bool = True
+    finalize: bool = True
+    model_name: str | None = None
+    dataset_name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded in the store config (e.g. class names)
+
+    def __post_init__(self) -> None:
+        split_methods(self.methods)
+        object.__setattr__(self, "target", parse_target(self.target))
+        for name in ("batch_size", "unit", "smoothgrad_samples", "ig_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"Expected {name.replace('_', '-')} >= 1, got {getattr(self, name)}.")
+        if self.limit is not None and self.limit < 0:
+            raise ConfigError(f"Expected limit >= 0, got {self.limit}.")
+        if self.num_workers < 0:
+            raise ConfigError(f"Expected num-workers >= 0, got {self.num_workers}.")
+        if self.dtype not in ("float16", "float32"):
+            raise ConfigError(f"Expected dtype float16 or float32, got {self.dtype!r}.")
+        if self.reduce not in REDUCTIONS:
+            raise ConfigError(f"Expected reduce in ({', '.join(REDUCTIONS)}), got {self.reduce!r}.")
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ConfigError(f"Expected device cpu or cuda[:i], got {self.device!r}.")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"Device {self.device!r} was requested but CUDA is not available here; use --device cpu.")
+
+
+def _thumbnail_shape(h: int, w: int) -> tuple[int, int]:
+    s = min(1.0, THUMB_MAX / max(h, w))
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def _thumbnails(x: torch.Tensor, to_rgb, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) != size:
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    rgb = to_rgb(x)
+    if rgb.shape[-1] == 1:
+        rgb = rgb.expand(*rgb.shape[:-1], 3)
+    return rgb[..., :3]
+
+
+def _layer_spec(name: str, shape: tuple[int, ...], layer_methods: tuple[str, ...], given_grid) -> tuple[LayerSpec, Any]:
+    wants_maps = bool({"grad_x_act", "grad_cam"} & set(layer_methods))
+    if len(shape) == 3:
+        return LayerSpec(name, shape[0], (shape[1], shape[2]) if wants_maps else None), None
+    if len(shape) == 2:  # tokens [T, C]
+        grid = token_grid(shape[0], given_grid) if wants_maps else None
+        return LayerSpec(name, shape[1], grid[:2] if grid else None), grid
+    if len(shape) == 1:
+        return LayerSpec(name, shape[0], None), None
+    raise ConfigError(f"Layer {name!r} has output shape {shape} per example; expected [C,H,W], [T,C] or [C].")
+
+
+def _describe(model: nn.Module, dataset: Dataset, cfg: SweepConfig, n: int, layers: list[str], image_shape) -> dict[str, Any]:
+    return {
+        "model": {
+            "name": cfg.model_name or type(model).__name__,
+            "weights_sha256": weights_sha256(model),
+            "n_params": sum(p.numel() for p in model.parameters()),
+        },
+        "dataset": {"name": cfg.dataset_name or type(dataset).__name__, "n": n, "image_shape": list(image_shape)},
+        "layers": layers,
+        "target": target_name(cfg.target),
+        "reduce": cfg.reduce,
+        "autocast": cfg.autocast,
+        "smoothgrad_samples": cfg.smoothgrad_samples,
+        "ig_steps": cfg.ig_steps,
+        "token_grid": list(cfg.token_grid) if cfg.token_grid else None,
+        "skip_bad_images": cfg.skip_bad_images,
+        "device": cfg.device,
+        "attrstream_version": __version__,
+        **cfg.extra,
+    }
+
+
+class _NonFiniteWarner:
+    """Warns once, naming example indices, when a model produces NaN/Inf; values are kept as they are."""
+
+    def __init__(self) -> None:
+        self.warned = False
+
+    def check(self, arrays: dict[str, np.ndarray], index: np.ndarray) -> None:
+        if self.warned:
+            return
+        bad = np.zeros(len(index), dtype=bool)
+        for key, arr in arrays.items():
+            if arr.dtype.kind == "f" and (key.endswith(("_scale", "/stats", "/score")) or key == "outputs/logits"):
+                bad |= ~np.isfinite(arr.reshape(len(index), -1)).all(1)
+        if bad.any():
+            self.warned = True
+            shown = index[bad][:10].tolist()
+            warnings.warn(
+                f"NaN or Inf in the model's outputs or gradients at example(s) {shown}"
+                f"{' ...' if bad.sum() > 10 else ''}; they are stored as they are.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+
+def sweep(model: nn.Module, dataset: Dataset, out: str | os.PathLike, config: SweepConfig | None = None, **options: Any):
+    """Run a sweep of ``model`` over ``dataset`` into the store ``out`` and return the opened run.
+
+    ``options`` are :class:`SweepConfig` fields (``layers``, ``methods``, ``target``, ``batch_size``,
+    ``unit``, ``device``, ``dtype``, ...). An existing store with the same configuration is resumed.
+    """
+    cfg = config if config is not None else SweepConfig(**{k: tuple(v) if k in ("layers", "methods") and v is not None and not isinstance(v, str) else v for k, v in options.items()})
+    if config is not None and options:
+        raise ConfigError("Pass either a SweepConfig or keyword options, not both.")
+    input_methods, layer_methods = split_methods(cfg.methods)
+    device = torch.device(cfg.device)
+
+    n = len(dataset)  # type: ignore[arg-type]
+    if cfg.limit is not None:
+        n = min(n, cfg.limit)
+    if n == 0:
+        raise DataError("The data set is empty (or --limit 0): nothing to sweep.")
+    x0, _ = split_item(dataset[0])
+    if x0.ndim != 3:
+        raise DataError(f"Expected images of shape [C, H, W], got {tuple(x0.shape)}.")
+
+    model = model.to(device)
+    names = list(cfg.layers) if cfg.layers is not None else default_layers(model)
+    if cfg.layers is None and layer_methods:
+        print(f"attrstream: no layers given; using {', '.join(names)}", file=sys.stderr)
+    layers = resolve_layers(model, names if layer_methods else [])
+    with inference_mode_for_attribution(model):
+        num_classes, shapes = layer_shapes(model, x0[None].to(device), layers)
+    if isinstance(cfg.target, int) and cfg.target >= num_classes:
+        raise ConfigError(f"Target class {cfg.target} is outside the model's outputs: expected 0..{num_classes - 1}.")
+    specs_grids = {name: _layer_spec(name, shapes[name], layer_methods, cfg.token_grid) for name in layers}
+    has_mask = callable(getattr(dataset, "mask", None))
+    spec = RunSpec(
+        n=n,
+        input_shape=tuple(x0.shape),
+        num_classes=num_classes,
+        methods=input_methods,
+        layer_methods=layer_methods,
+        layers=tuple(s for s, _ in specs_grids.values()),
+        unit=cfg.unit,
+        thumb_size=_thumbnail_shape(*x0.shape[-2:]),
+        has_mask=has_mask,
+        topk=5 if num_classes > TOPK_ABOVE else 0,
+        dtype=cfg.dtype,
+        compressor=cfg.compressor,
+        config=_describe(model, dataset, cfg, n, list(layers), x0.shape),
+    )
+    plan = ExtractPlan(
+        layers=layers,
+        input_methods=input_methods,
+        layer_methods=layer_methods,
+        target=cfg.target,
+        reduce=cfg.reduce,
+        out_dtype=torch.float16 if cfg.dtype == "float16" else torch.float32,
+        topk=spec.topk,
+        autocast=cfg.autocast,
+        token_grids={name: grid for name, (_, grid) in specs_grids.items() if grid is not None},
+        smoothgrad_samples=cfg.smoothgrad_samples,
+        ig_steps=cfg.ig_steps,
+    )
+    with StoreWriter(out, spec, overwrite=cfg.overwrite) as writer:
+        _run_units(model, dataset, writer, spec, plan, cfg, device, has_mask)
+        if cfg.finalize:
+            writer.finalize()
+    return open_run(out)
+
+
+def _run_units(model, dataset, writer, spec: RunSpec, plan: ExtractPlan, cfg: SweepConfig, device, has_mask: bool) -> None:
+    from tqdm.auto import tqdm
+
+    todo = list(writer.todo)
+    ranges = [writer.unit_range(u) for u in todo]
+    n_todo = sum(b - a for a, b in ranges)
+    skipped_units = spec.n_units() - len(todo)
+    if skipped_units:
+        print(f"attrstream: resuming {writer.path}: {skipped_units} of {spec.n_units()} units already done; "
+              f"{n_todo} examples left", file=sys.stderr)
+    if not todo:
+        return
+    items = IndexedItems(dataset, has_mask, tuple(spec.input_shape))
+    loader = make_loader(items, ranges, cfg.batch_size, cfg.num_workers, pin_memory=device.type == "cuda")
+    to_rgb = rgb_converter(dataset)
+    copier = HostCopier(device)
+    warner = _NonFiniteWarner()
+    bar = tqdm(total=n_todo, unit="img", disable=not cfg.progress, dynamic_ncols=True, file=sys.stderr)
+
+    def flush(ready) -> None:
+        if ready is None:
+            return
+        start, arrays = ready
+        warner.check(arrays, arrays["inputs/index"])
+        writer.append(start, arrays)
+        bar.update(len(arrays["inputs/index"]))
+        bar.set_postfix(units=f"{skipped_units + writer.units_written}/{spec.n_units()}", refresh=False)
+
+    try:
+        with inference_mode_for_attribution(model):
+            for x, labels, index, masks, errors in loader:
+                skipped = _check_errors(errors, index, cfg.skip_bad_images)
+                host = {
+                    "inputs/index": index.numpy().astype(np.int64),
+                    "inputs/label": labels.numpy().astype(np.int64),
+                    "inputs/thumbnail": _thumbnails(x, to_rgb, spec.thumb_size).numpy(),
+                    "inputs/skipped": skipped,
+                }
+                if has_mask:
+                    host["inputs/mask"] = masks.numpy()
+                results = extract_batch(model, x.to(device, non_blocking=True), labels.to(device), plan)
+                flush(copier.submit(int(index[0]), results, host))
+            flush(copier.drain())
+    finally:
+        bar.close()
+
+
+def _check_errors(errors: list[str], index: torch.Tensor, skip: bool) -> np.ndarray:
+    skipped = np.array([bool(e) for e in errors], dtype=np.uint8)
+    if skipped.any() and not skip:
+        first = next(e for e in errors if e)
+        raise DataError(f"Could not read {first}. Pass --skip-bad-images to record such examples as skipped and go on.")
+    if skipped.any():
+        bad = [int(i) for i, e in zip(index, errors) if e]
+        warnings.warn(f"Skipped unreadable example(s) {bad[:10]}: {next(e for e in errors if e)}", RuntimeWarning, stacklevel=2)
+    return skipped
+
+
+def config_dict(cfg: SweepConfig) -> dict[str, Any]:
+    """The config as JSON-able data (the target callable by name)."""
+    d = asdict(cfg)
+    d["target"] = target_name(cfg.target)
+    return d
