@@ -11,9 +11,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
-from torch import nn
-
 from attrstream.engine.errors import ModelError, close_matches
+from torch import nn
 
 
 def resolve_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module]:

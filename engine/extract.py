@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-
 from attrstream.engine.capture import capture_outputs
 from attrstream.engine.errors import ConfigError, ModelError
 from attrstream.engine.methods import Target, target_scores
@@ -21,6 +19,7 @@ from attrstream.kernels.grad_cam import grad_cam
 from attrstream.kernels.layer_maps import layer_maps
 from attrstream.kernels.product_map import product_map
 from attrstream.kernels.saliency import saliency
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -153,7 +152,7 @@ def extract_batch(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, plan:
     need_x_grad = bool({"grad_x_input", "saliency"} & set(plan.input_methods))
     inputs = ([x] if need_x_grad else []) + acts
     grads = torch.autograd.grad(chosen.score.sum(), inputs, allow_unused=True) if inputs else ()
-    for name, grad in zip(plan.layers, grads[int(need_x_grad):]):
+    for name, grad in zip(plan.layers, grads[int(need_x_grad):], strict=False):
         if grad is None:
             raise ModelError(f"The target score does not depend on layer {name!r}; pick a layer before the output.")
 
@@ -177,7 +176,7 @@ def extract_batch(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, plan:
                 )
             if "saliency" in plan.input_methods:
                 out["attributions/saliency"], out["attributions/saliency_scale"] = saliency(gx, out_dtype=plan.out_dtype)
-        for name, a, g in zip(plan.layers, acts, grads[int(need_x_grad):]):
+        for name, a, g in zip(plan.layers, acts, grads[int(need_x_grad):], strict=False):
             out.update(_layer_results(name, a, g, plan))
     del grads, acts, captured
     if {"smoothgrad", "integrated_gradients"} & set(plan.input_methods):

@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-
 from attrstream.engine.errors import ConfigError, close_matches
 
 INPUT_METHODS = ("grad_x_input", "saliency", "smoothgrad", "integrated_gradients")

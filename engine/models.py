@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
-
 from attrstream.engine.errors import ConfigError, ModelError, close_matches
+from torch import nn
 
 BUILTIN_MODELS = ("shapesnet",)
 

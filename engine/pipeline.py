@@ -10,25 +10,31 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import Dataset
-
 from attrstream.engine import __version__
 from attrstream.engine.capture import default_layers, inference_mode_for_attribution, resolve_layers
 from attrstream.engine.data import IndexedItems, make_loader, rgb_converter, split_item
-from attrstream.engine.errors import ConfigError, DataError
+from attrstream.engine.distributed import RankContext, rank_context
+from attrstream.engine.errors import AttrstreamError, ConfigError, DataError, StoreError
 from attrstream.engine.extract import ExtractPlan, extract_batch, layer_shapes, token_grid
 from attrstream.engine.host_copy import HostCopier
-from attrstream.engine.methods import DEFAULT_METHODS, REDUCTIONS, Target, parse_target, split_methods, target_name
+from attrstream.engine.methods import (
+    DEFAULT_METHODS,
+    REDUCTIONS,
+    Target,
+    parse_target,
+    split_methods,
+    target_name,
+)
 from attrstream.engine.models import weights_sha256
-from attrstream.engine.store import LayerSpec, RunSpec, StoreWriter, open_run
+from attrstream.engine.store import LayerSpec, RunSpec, StoreWriter, finalize_store, open_run
+from torch import nn
+from torch.utils.data import Dataset
 
 THUMB_MAX = 64
 TOPK_ABOVE = 1000  # store top-5 index/prob instead of logits when K is larger
@@ -163,7 +169,15 @@ def sweep(model: nn.Module, dataset: Dataset, out: str | os.PathLike, config: Sw
     if config is not None and options:
         raise ConfigError("Pass either a SweepConfig or keyword options, not both.")
     input_methods, layer_methods = split_methods(cfg.methods)
-    device = torch.device(cfg.device)
+    ctx = rank_context(cfg.device)
+    try:
+        return _sweep(model, dataset, out, cfg, ctx, input_methods, layer_methods)
+    finally:
+        ctx.close()
+
+
+def _sweep(model, dataset, out, cfg: SweepConfig, ctx: RankContext, input_methods, layer_methods):
+    device = torch.device(f"cuda:{ctx.local_rank}" if cfg.device == "cuda" and ctx.world > 1 else cfg.device)
 
     n = len(dataset)  # type: ignore[arg-type]
     if cfg.limit is not None:
@@ -176,7 +190,7 @@ def sweep(model: nn.Module, dataset: Dataset, out: str | os.PathLike, config: Sw
 
     model = model.to(device)
     names = list(cfg.layers) if cfg.layers is not None else default_layers(model)
-    if cfg.layers is None and layer_methods:
+    if cfg.layers is None and layer_methods and ctx.is_main:
         print(f"attrstream: no layers given; using {', '.join(names)}", file=sys.stderr)
     layers = resolve_layers(model, names if layer_methods else [])
     with inference_mode_for_attribution(model):
@@ -213,31 +227,68 @@ def sweep(model: nn.Module, dataset: Dataset, out: str | os.PathLike, config: Sw
         smoothgrad_samples=cfg.smoothgrad_samples,
         ig_steps=cfg.ig_steps,
     )
-    with StoreWriter(out, spec, overwrite=cfg.overwrite) as writer:
-        _run_units(model, dataset, writer, spec, plan, cfg, device, has_mask)
-        if cfg.finalize:
-            writer.finalize()
+    todo = _prepare_store(ctx, out, spec, cfg.overwrite)
+    if ctx.is_main and len(todo) < spec.n_units():
+        left = sum(min(spec.n, (u + 1) * spec.unit) - u * spec.unit for u in todo)
+        print(f"attrstream: resuming {out}: {spec.n_units() - len(todo)} of {spec.n_units()} units already done; "
+              f"{left} examples left", file=sys.stderr)
+    writer = StoreWriter(out, spec, create=False, units=todo[ctx.rank :: ctx.world], lock_name=f"writer.rank{ctx.rank}")
+    ctx.barrier()  # every rank holds its lock (leftover temp files are cleaned) before anyone writes
+    failure: BaseException | None = None
+    try:
+        with writer:
+            _run_units(model, dataset, writer, spec, plan, cfg, device, has_mask, show_bar=cfg.progress and ctx.is_main)
+    except BaseException as err:
+        failure = err
+    if not ctx.all_ok(failure is None):
+        if failure is not None:
+            raise failure
+        raise StoreError(f"Another rank failed while sweeping into {out}; rerun the same command to resume.")
+    if not ctx.is_main:
+        print(f"attrstream: rank {ctx.rank}/{ctx.world} wrote {len(writer.todo)} units", file=sys.stderr)
+    if cfg.finalize and ctx.is_main:
+        finalize_store(out)
+    ctx.barrier()
     return open_run(out)
 
 
-def _run_units(model, dataset, writer, spec: RunSpec, plan: ExtractPlan, cfg: SweepConfig, device, has_mask: bool) -> None:
+def _prepare_store(ctx: RankContext, out, spec: RunSpec, overwrite: bool) -> list[int]:
+    """Rank 0 creates, validates or recreates the layout; every rank gets the units still to do.
+
+    An error on rank 0 (another configuration, a locked store) reaches every rank as the same
+    error instead of leaving the others waiting at a collective.
+    """
+    result: tuple[str, Any] = ("ok", None)
+    if ctx.is_main:
+        try:
+            with StoreWriter(out, spec, overwrite=overwrite, units=[], lock_name=f"writer.rank{ctx.rank}"):
+                pass
+            done = open_run(out).units_done
+            result = ("ok", [u for u in range(spec.n_units()) if not done[u]])
+        except AttrstreamError as err:
+            result = ("error", (type(err), str(err)))
+    status, value = ctx.broadcast(result)
+    if status == "error":
+        kind, message = value
+        raise kind(message)
+    return value
+
+
+def _run_units(model, dataset, writer, spec: RunSpec, plan: ExtractPlan, cfg: SweepConfig, device, has_mask: bool,
+               show_bar: bool) -> None:
     from tqdm.auto import tqdm
 
-    todo = list(writer.todo)
-    ranges = [writer.unit_range(u) for u in todo]
+    ranges = [writer.unit_range(u) for u in writer.todo]
     n_todo = sum(b - a for a, b in ranges)
-    skipped_units = spec.n_units() - len(todo)
-    if skipped_units:
-        print(f"attrstream: resuming {writer.path}: {skipped_units} of {spec.n_units()} units already done; "
-              f"{n_todo} examples left", file=sys.stderr)
-    if not todo:
+    if not ranges:
         return
+    units_before = spec.n_units() - len(writer.todo)
     items = IndexedItems(dataset, has_mask, tuple(spec.input_shape))
     loader = make_loader(items, ranges, cfg.batch_size, cfg.num_workers, pin_memory=device.type == "cuda")
     to_rgb = rgb_converter(dataset)
     copier = HostCopier(device)
     warner = _NonFiniteWarner()
-    bar = tqdm(total=n_todo, unit="img", disable=not cfg.progress, dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(total=n_todo, unit="img", disable=not show_bar, dynamic_ncols=True, file=sys.stderr)
 
     def flush(ready) -> None:
         if ready is None:
@@ -246,7 +297,7 @@ def _run_units(model, dataset, writer, spec: RunSpec, plan: ExtractPlan, cfg: Sw
         warner.check(arrays, arrays["inputs/index"])
         writer.append(start, arrays)
         bar.update(len(arrays["inputs/index"]))
-        bar.set_postfix(units=f"{skipped_units + writer.units_written}/{spec.n_units()}", refresh=False)
+        bar.set_postfix(units=f"{units_before + writer.units_written}/{spec.n_units()}", refresh=False)
 
     try:
         with inference_mode_for_attribution(model):
@@ -273,13 +324,6 @@ def _check_errors(errors: list[str], index: torch.Tensor, skip: bool) -> np.ndar
         first = next(e for e in errors if e)
         raise DataError(f"Could not read {first}. Pass --skip-bad-images to record such examples as skipped and go on.")
     if skipped.any():
-        bad = [int(i) for i, e in zip(index, errors) if e]
+        bad = [int(i) for i, e in zip(index, errors, strict=False) if e]
         warnings.warn(f"Skipped unreadable example(s) {bad[:10]}: {next(e for e in errors if e)}", RuntimeWarning, stacklevel=2)
     return skipped
-
-
-def config_dict(cfg: SweepConfig) -> dict[str, Any]:
-    """The config as JSON-able data (the target callable by name)."""
-    d = asdict(cfg)
-    d["target"] = target_name(cfg.target)
-    return d

@@ -36,3 +36,18 @@ def tiny_cnn(num_classes: int = 5) -> nn.Module:
 def nan_model(num_classes: int = 5) -> nn.Module:
     torch.manual_seed(0)
     return NaNAfter(num_classes)
+
+
+class SlowCNN(TinyCNN):
+    """Sleeps in every forward, so that crash tests can kill a sweep between units."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import time
+
+        time.sleep(0.15)
+        return super().forward(x)
+
+
+def slow_cnn(num_classes: int = 5) -> nn.Module:
+    torch.manual_seed(0)
+    return SlowCNN(num_classes)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from attrstream.engine import sweep
 from captum.attr import (
     InputXGradient,
     LayerActivation,
@@ -18,8 +19,6 @@ from captum.attr import (
     Saliency,
 )
 from torch.utils.data import TensorDataset
-
-from attrstream.engine import sweep
 
 # Relative error of a map against Captum's, per example: max |ours - theirs| / max |theirs|.
 REL_TOL = {"float32": 1e-4, "float16": 2e-3}
