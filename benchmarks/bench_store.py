@@ -1,0 +1,159 @@
+"""Store throughput: the unit writer against raw ``tofile`` (the disk's limit) and naive zarr writes.
+
+Every case runs in a fresh subprocess (so ``ru_maxrss`` is its own peak RSS) on the same batches
+from one setup function: two 224×224 float16 attribution maps + scales, four layers of [N, C, 5]
+float32 statistics (C = 64, 128, 256, 512), thumbnails, top-5 outputs. MB/s = raw bytes / wall
+time from open to close (files are left in the page cache, not fsynced, for every contender).
+
+    python benchmarks/bench_store.py [--n 4096] [--batch 64] [--compressors lz4,zstd] [--scale 4]
+
+Prints a table and appends JSON lines to benchmarks/results/store.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results" / "store.json"
+CASES = ("raw", "writer", "naive")
+POOL = 4  # distinct batches cycled through (data generation stays out of the timing)
+
+
+def make_spec(n: int, compressor: str):
+    from attrstream.engine.store import LayerSpec, RunSpec
+
+    layers = tuple(LayerSpec(f"layer{i + 1}", c, (56 // 2**i, 56 // 2**i)) for i, c in enumerate((64, 128, 256, 512)))
+    return RunSpec(n=n, input_shape=(3, 224, 224), num_classes=1000, methods=("grad_x_input", "integrated_gradients"),
+                   layer_methods=("stats",), layers=layers, topk=5, compressor=compressor,
+                   config={"benchmark": "bench_store"})
+
+
+def make_batches(spec, batch: int) -> list[dict[str, np.ndarray]]:
+    """A few realistic batches: smooth signed maps in [-1, 1] (like attributions), random stats."""
+    from attrstream.engine.store import example_arrays
+
+    rng = np.random.default_rng(0)
+    pool = []
+    for _ in range(POOL):
+        out = {}
+        for arr in example_arrays(spec):
+            shape = (batch, *arr.row_shape)
+            if "scale" in arr.attrs:  # a map: low-frequency field × sparse-ish magnitude, scaled to 1
+                coarse = rng.standard_normal((batch, 28, 28)).astype(np.float32)
+                field = np.kron(coarse, np.ones((8, 8), np.float32)) + 0.1 * rng.standard_normal(shape).astype(np.float32)
+                field *= np.abs(field) > 0.5
+                out[arr.path] = (field / np.abs(field).max(axis=(1, 2), keepdims=True)).astype(spec.dtype)
+            elif arr.dtype.startswith("float"):
+                out[arr.path] = rng.standard_normal(shape).astype(arr.dtype)
+            else:
+                out[arr.path] = rng.integers(0, 200, shape).astype(arr.dtype)
+        pool.append(out)
+    return pool
+
+
+def run_case(case: str, n: int, batch: int, compressor: str, out: Path) -> dict:
+    """One contender, timed from open to close; returns its numbers."""
+    import zarr
+    from attrstream.engine.store import StoreWriter
+    from attrstream.engine.store.layout import compressors_for
+
+    spec = make_spec(n, compressor)
+    pool = make_batches(spec, batch)
+    starts = list(range(0, n, batch))
+    raw_bytes = sum(v[: min(batch, n - s)].nbytes for s in starts for v in pool[0].values())
+    extra = {}
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    if case == "raw":
+        files = {k: open(out / k.replace("/", "_"), "wb") for k in pool[0]}  # noqa: SIM115
+        for i, s in enumerate(starts):
+            for k, v in pool[i % POOL].items():
+                v[: n - s].tofile(files[k])
+        for f in files.values():
+            f.close()
+    elif case == "writer":
+        with StoreWriter(out / "run.zarr", spec) as writer:
+            for i, s in enumerate(starts):
+                writer.append(s, {k: v[: n - s] for k, v in pool[i % POOL].items()})
+        extra = {"writer_idle": writer.idle_fraction, "append_wait_s": writer.append_wait_s}
+    elif case == "naive":
+        group = zarr.open_group(out / "naive.zarr", mode="w")
+        arrays = {k: group.create_array(k, shape=(n, *v.shape[1:]), dtype=v.dtype, chunks=(batch, *v.shape[1:]),
+                                        compressors=compressors_for(spec, v.dtype)) for k, v in pool[0].items()}
+        for i, s in enumerate(starts):
+            for k, v in pool[i % POOL].items():
+                arrays[k][s : s + batch] = v[: n - s]
+    wall = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - usage0.ru_utime - usage0.ru_stime
+    stored = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    return {"case": case, "n": n, "batch": batch, "compressor": compressor, "wall_s": wall, "cpu_s": cpu,
+            "raw_bytes": raw_bytes, "stored_bytes": stored, "mb_s": raw_bytes / wall / 1e6,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **extra}
+
+
+def child(case: str, n: int, batch: int, compressor: str, directory: str | None) -> dict:
+    cmd = [sys.executable, __file__, "--child", case, "--n", str(n), "--batch", str(batch), "--compressors", compressor]
+    cmd += ["--dir", directory] if directory else []
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def environment() -> dict:
+    versions = {d: metadata.version(d) for d in ("attrstream", "zarr", "numpy", "numcodecs", "torch")}
+    return {"machine": platform.node(), "load_avg": os.getloadavg()[0], "cpu": platform.processor() or platform.machine(),
+            "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+            "versions": versions, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=4096, help="examples in the run")
+    parser.add_argument("--batch", type=int, default=64, help="rows per append / naive region write")
+    parser.add_argument("--compressors", default="lz4,zstd", help="comma-separated: lz4, zstd")
+    parser.add_argument("--scale", type=int, default=4,
+                        help="also run raw and the writer at N × scale with the first compressor (peak RSS); 0: skip")
+    parser.add_argument("--dir", help="where to write (default: the system temp dir; /dev/shm: no disk)")
+    parser.add_argument("--child", choices=CASES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        with tempfile.TemporaryDirectory(prefix="bench_store_", dir=args.dir) as tmp:
+            print(json.dumps(run_case(args.child, args.n, args.batch, args.compressors, Path(tmp))))
+        return
+    results = []
+    for i, compressor in enumerate(args.compressors.split(",")):
+        runs = [(case, args.n) for case in CASES]
+        if args.scale and i == 0:  # flat peak RSS is a property of the writer, not of the codec
+            runs += [("raw", args.n * args.scale), ("writer", args.n * args.scale)]
+        for case, n in runs:
+            results.append(child(case, n, args.batch, compressor, args.dir))
+    env = environment()
+    raw = {(r["compressor"], r["n"]): r["mb_s"] for r in results if r["case"] == "raw"}
+    print(f"{'case':8} {'comp':5} {'N':>6} {'raw MB':>8} {'stored MB':>9} {'wall s':>7} {'MB/s':>7} "
+          f"{'vs raw':>6} {'MB/CPU-s':>9} {'peak RSS MB':>11} {'writer idle':>11}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a") as f:
+        for r in results:
+            r["ratio_to_raw"] = r["mb_s"] / raw[(r["compressor"], r["n"])]
+            idle = f"{r['writer_idle']:.2f}" if "writer_idle" in r else "-"
+            print(f"{r['case']:8} {r['compressor']:5} {r['n']:6d} {r['raw_bytes'] / 1e6:8.0f} "
+                  f"{r['stored_bytes'] / 1e6:9.0f} {r['wall_s']:7.2f} {r['mb_s']:7.0f} {r['ratio_to_raw']:6.2f} "
+                  f"{r['raw_bytes'] / 1e6 / r['cpu_s']:9.0f} {r['peak_rss_mb']:11.0f} {idle:>11}")
+            f.write(json.dumps({"benchmark": "store", **env, **r}) + "\n")
+
+
+if __name__ == "__main__":
+    main()

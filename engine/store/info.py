@@ -1,0 +1,55 @@
+"""``attrstream info STORE``: what a store holds, how far it got and how well it compresses."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import zarr
+from attrstream.engine.store.reader import open_run
+
+
+def _size(nbytes: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    raise AssertionError("unreachable")
+
+
+def describe_store(path: str | os.PathLike) -> str:
+    """A plain-text report: run config, progress, then every array with its sizes and ratio."""
+    run = open_run(path)
+    meta, spec = run.meta, run.spec
+    done = run.units_done
+    lines = [
+        f"store     {run.path}",
+        f"schema    {meta.get('schema_version')}  attrstream {meta.get('version')}  created {meta.get('created')}",
+        "versions  " + "  ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()),
+        f"examples  {spec.n}  unit {spec.unit}  dtype {spec.dtype}  compressor {spec.compressor}",
+        f"methods   {', '.join(spec.methods) or '-'}",
+        f"layers    {', '.join(run.layers) or '-'}  ({', '.join(spec.layer_methods) or '-'})",
+        f"progress  {int(done.sum())}/{len(done)} units done"
+        + ("  finalized " + meta["finalized"] if "finalized" in meta else ""),
+        f"fingerprint {meta.get('fingerprint')}",
+        f"config    {json.dumps(spec.config, sort_keys=True)}",
+        "",
+    ]
+    rows = []
+    for name, array in sorted(_all_arrays(run.group), key=lambda item: item[0]):
+        stored, raw = array.nbytes_stored(), array.nbytes
+        ratio = f"{raw / stored:.2f}" if stored else "-"
+        rows.append((name, "×".join(map(str, array.shape)), str(array.dtype), _size(stored), _size(raw), ratio))
+    header = ("array", "shape", "dtype", "stored", "raw", "ratio")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        lines.append("  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
+    return "\n".join(lines)
+
+
+def _all_arrays(group: zarr.Group) -> list[tuple[str, zarr.Array]]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not recognized as a component.*")  # writer lock files
+        members = group.members(max_depth=None)
+    return [(name, node) for name, node in members if isinstance(node, zarr.Array)]

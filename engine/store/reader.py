@@ -1,0 +1,136 @@
+"""Reading a store back: run metadata and row-selective readers that undo the map scaling.
+
+Only the requested rows are read (zarr fetches just the inner chunks they touch), so rendering a
+handful of examples from a 100k-example store stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from attrstream.engine.errors import StoreError, close_matches
+from attrstream.engine.store.resume import read_root_meta
+from attrstream.engine.store.spec import RunSpec
+
+Examples = slice | Sequence[int] | np.ndarray | int
+
+
+class Run:
+    """An attrstream store opened for reading (see :func:`open_run`)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        meta = read_root_meta(self.path) if self.path.is_dir() else None
+        if meta is None or meta.get("layout") != "ready":
+            raise StoreError(f"Expected an attrstream store at {self.path}, found none.")
+        self.meta: dict[str, Any] = meta
+        self.spec = RunSpec.from_dict(meta["spec"])
+        self.group = zarr.open_group(self.path, mode="r", zarr_format=3)
+        self.n = self.spec.n
+        self.methods = self.spec.methods
+        self.layers = tuple(layer.name for layer in self.spec.layers)
+
+    def __repr__(self) -> str:
+        done = self.units_done
+        return f"Run({str(self.path)!r}, n={self.n}, units {int(done.sum())}/{len(done)} done)"
+
+    @property
+    def units_done(self) -> np.ndarray:
+        return np.asarray(self.group["progress/unit_done"][:]).astype(bool)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.units_done.all())
+
+    # -- selection ---------------------------------------------------------------------------
+
+    def _array(self, path: str, what: str, choices: Sequence[str]) -> zarr.Array:
+        try:
+            return self.group[path]
+        except KeyError:
+            given = path.rsplit("/", 1)[-1] if what != "layer" else path.split("/")[1]
+            raise StoreError(
+                f"Expected a {what} of this store ({', '.join(choices) or 'none'}), got {given!r}."
+                f"{close_matches(given, choices)}"
+            ) from None
+
+    def _rows(self, array: zarr.Array, examples: Examples) -> np.ndarray:
+        if isinstance(examples, slice):
+            return np.asarray(array[examples])
+        idx = np.atleast_1d(np.asarray(examples))
+        if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+            raise StoreError(f"Expected examples as a slice or 1-d integers, got {np.asarray(examples)!r}.")
+        if idx.size and (idx.min() < -self.n or idx.max() >= self.n):
+            raise StoreError(f"Expected example indices in [-{self.n}, {self.n}), got {idx.min()}..{idx.max()}.")
+        return np.asarray(array.get_orthogonal_selection((np.where(idx < 0, idx + self.n, idx),)))
+
+    def _map(self, path: str, what: str, choices: Sequence[str], examples: Examples) -> np.ndarray:
+        stored = self._rows(self._array(path, what, choices), examples)
+        scale = self._rows(self.group[f"{path}_scale"], examples).astype(np.float32)
+        return stored.astype(np.float32) * scale.reshape(-1, *([1] * (stored.ndim - 1)))
+
+    def _layer_path(self, layer: str, name: str) -> str:
+        if layer not in self.layers:
+            raise StoreError(
+                f"Expected a layer of this store ({', '.join(self.layers) or 'none'}), got {layer!r}."
+                f"{close_matches(layer, self.layers)}"
+            )
+        return f"layers/{layer}/{name}"
+
+    def _layer_map(self, layer: str, method: str, examples: Examples) -> np.ndarray:
+        path = self._layer_path(layer, method)
+        choices = [m for m in self.spec.layer_methods if m in self.group[f"layers/{layer}"]]
+        return self._map(path, "layer method", choices, examples)
+
+    # -- readers -----------------------------------------------------------------------------
+
+    def attribution(self, method: str, examples: Examples = slice(None)) -> np.ndarray:
+        """float32 ``[n, H, W]`` map = stored × per-example scale."""
+        if method not in self.methods:
+            raise StoreError(
+                f"Expected an attribution method of this store ({', '.join(self.methods) or 'none'}), "
+                f"got {method!r}.{close_matches(method, self.methods)}"
+            )
+        return self._map(f"attributions/{method}", "method", self.methods, examples)
+
+    def layer_stats(self, layer: str, examples: Examples = slice(None)) -> np.ndarray:
+        """float32 ``[n, C, 5]`` per-example channel statistics (see ``STAT_NAMES``)."""
+        path = self._layer_path(layer, "stats")
+        return self._rows(self._array(path, "layer method", self.spec.layer_methods), examples)
+
+    def grad_x_act(self, layer: str, examples: Examples = slice(None)) -> np.ndarray:
+        """float32 ``[n, h, w]`` layer gradient × activation map."""
+        return self._layer_map(layer, "grad_x_act", examples)
+
+    def cam(self, layer: str, examples: Examples = slice(None)) -> np.ndarray:
+        """float32 ``[n, h, w]`` Grad-CAM map."""
+        return self._layer_map(layer, "grad_cam", examples)
+
+    def dataset_stats(self, layer: str) -> np.ndarray:
+        """float64 ``[C, 5]`` pooled statistics, available once the store is finalized."""
+        path = self._layer_path(layer, "dataset_stats")
+        if path not in self.group:
+            raise StoreError(f"Expected a finalized store with {path}, got a store that is not finalized.")
+        return np.asarray(self.group[path][:])
+
+    def _subgroup(self, name: str, examples: Examples) -> dict[str, np.ndarray]:
+        group = self.group[name]
+        return {key: self._rows(array, examples) for key, array in sorted(group.arrays())}
+
+    def outputs(self, examples: Examples = slice(None)) -> dict[str, np.ndarray]:
+        """``outputs/*`` rows: logits or topk_index/topk_prob, pred, target, score."""
+        return self._subgroup("outputs", examples)
+
+    def inputs(self, examples: Examples = slice(None)) -> dict[str, np.ndarray]:
+        """``inputs/*`` rows: index, label, thumbnail, skipped and mask when present."""
+        return self._subgroup("inputs", examples)
+
+
+def open_run(path: str | os.PathLike) -> Run:
+    """Open an attrstream store for reading."""
+    return Run(path)

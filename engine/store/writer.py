@@ -1,0 +1,289 @@
+"""The unit writer: whole units assembled in two reused host buffers, written by one thread.
+
+The compute loop appends per-batch rows; a unit (``spec.unit`` examples, one shard of every
+per-example array) is handed to the background thread once all its rows arrived. The thread writes
+each array's shard in one aligned call (zarr encodes and stores a whole shard once, atomically),
+then sets ``progress/unit_done[u]``. Two buffers bound the memory: when both are taken, ``append``
+blocks until the thread frees one (backpressure) instead of allocating more.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import zarr
+from attrstream.engine.errors import StoreError, WriterError
+from attrstream.engine.store.finalize import finalize_store
+from attrstream.engine.store.layout import WRITE_CONFIG, example_arrays
+from attrstream.engine.store.resume import open_for_writing
+from attrstream.engine.store.spec import RunSpec
+
+N_BUFFERS = 2
+
+
+def write_region(array: zarr.Array, start: int, data: np.ndarray) -> None:
+    """Write rows ``[start, start + len(data))`` of ``array`` (a whole shard: one encode, one store)."""
+    array[start : start + len(data)] = data
+
+
+@dataclass
+class _Unit:
+    arrays: dict[str, np.ndarray]  # key -> (unit, *row_shape) host buffer, reused across units
+    index: int = -1
+    start: int = 0
+    stop: int = 0
+    filled: int = 0  # rows received so far, in order from `start`
+
+    @property
+    def complete(self) -> bool:
+        return self.start + self.filled == self.stop
+
+
+class StoreWriter:
+    """Owner of a store's writer lock, its open group and the background writer thread.
+
+    ``on_unit_done(u)`` (optional) is called from the writer thread after unit ``u`` is marked done.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        spec: RunSpec,
+        *,
+        overwrite: bool = False,
+        units: Sequence[int] | None = None,
+        lock_name: str = "writer",
+        create: bool = True,
+        on_unit_done: Callable[[int], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.spec = spec
+        wanted = range(spec.n_units()) if units is None else sorted(set(int(u) for u in units))
+        bad = [u for u in wanted if not 0 <= u < spec.n_units()]
+        if bad:
+            raise StoreError(f"Expected unit indices in [0, {spec.n_units()}), got {bad}.")
+        opened = open_for_writing(self.path, spec, overwrite=overwrite, create=create, lock_name=lock_name)
+        self.group = opened.group
+        self._lock = opened.lock
+        self.todo: list[int] = [u for u in wanted if not opened.done[u]]
+        self._expected = {a.path: a for a in example_arrays(spec)}
+        try:
+            self._arrays = {key: self.group[key].with_config(WRITE_CONFIG) for key in self._expected}
+            self._unit_done = self.group["progress/unit_done"]
+        except KeyError as err:
+            self._lock.release()
+            raise StoreError(f"Expected the array {err} in the store {self.path}, found none: the store is damaged.") from None
+        self._pending = set(self.todo)  # todo units not yet fully received
+        self._open: dict[int, _Unit] = {}
+        self._on_unit_done = on_unit_done
+        self._cv = threading.Condition()
+        self._free: list[_Unit] = []
+        self._ready: deque[_Unit] = deque()
+        self._stopping = False
+        self._error: WriterError | None = None
+        self._closed = False
+        self.buffers_allocated = 0
+        self.units_written = 0
+        self.append_wait_s = 0.0  # time append spent blocked on a full pipeline (backpressure)
+        self._idle_s = 0.0
+        self._started = time.perf_counter()
+        self._stopped: float | None = None
+        self._thread = threading.Thread(target=self._run, name="attrstream-writer", daemon=True)
+        self._thread.start()
+
+    # -- caller side -------------------------------------------------------------------------
+
+    def unit_range(self, u: int) -> tuple[int, int]:
+        """``[start, stop)`` example indices of unit ``u`` (the last unit may be short)."""
+        start = u * self.spec.unit
+        return start, min(start + self.spec.unit, self.spec.n)
+
+    def append(self, start: int, arrays: Mapping[str, np.ndarray]) -> None:
+        """Add rows ``[start, start + len)`` of every per-example array.
+
+        ``arrays`` maps every key of :func:`example_arrays` (store paths such as
+        ``"attributions/saliency"``) to rows in the stored dtype and row shape, maps already divided
+        by their ``_scale``. Rows must lie in todo units and continue each unit in order; a batch
+        may span two units, and units may come in any order. Blocks while both buffers are taken.
+        """
+        if self._closed:
+            raise StoreError(f"Expected an open writer for {self.path}, got a closed one.")
+        self._raise_error()
+        rows = self._check_arrays(arrays)
+        segments = self._segments(start, rows)
+        for u, lo, hi in segments:
+            buf = self._buffer_for(u)
+            n = hi - lo
+            for key, data in arrays.items():
+                buf.arrays[key][buf.filled : buf.filled + n] = data[lo - start : hi - start]
+            buf.filled += n
+            if buf.complete:
+                del self._open[u]
+                self._pending.discard(u)
+                with self._cv:
+                    self._ready.append(buf)
+                    self._cv.notify_all()
+
+    def _check_arrays(self, arrays: Mapping[str, np.ndarray]) -> int:
+        missing = sorted(self._expected.keys() - arrays.keys())
+        unknown = sorted(arrays.keys() - self._expected.keys())
+        if missing or unknown:
+            raise StoreError(
+                f"Expected exactly the keys {', '.join(self._expected)}; "
+                + (f"missing {', '.join(missing)}" if missing else "")
+                + ("; " if missing and unknown else "")
+                + (f"unknown {', '.join(unknown)}" if unknown else "")
+                + "."
+            )
+        lengths = set()
+        for key, spec in self._expected.items():
+            data = arrays[key]
+            if not isinstance(data, np.ndarray) or data.dtype != np.dtype(spec.dtype) or data.shape[1:] != spec.row_shape:
+                got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+                raise StoreError(
+                    f"Expected {key} as a numpy {spec.dtype} array of shape (rows, {', '.join(map(str, spec.row_shape))}), got {got}."
+                )
+            lengths.add(len(data))
+        if len(lengths) != 1:
+            raise StoreError(f"Expected every array of one append to have the same length, got lengths {sorted(lengths)}.")
+        return lengths.pop()
+
+    def _segments(self, start: int, rows: int) -> list[tuple[int, int, int]]:
+        """(unit, lo, hi) pieces of ``[start, start + rows)``, validated before any copy."""
+        stop = start + rows
+        if not 0 <= start <= stop <= self.spec.n:
+            raise StoreError(f"Expected rows within [0, {self.spec.n}), got [{start}, {stop}).")
+        segments, pos = [], start
+        while pos < stop:
+            u = pos // self.spec.unit
+            lo, hi = self.unit_range(u)
+            if u not in self._pending:
+                state = "already complete" if u in self.todo else "done or not assigned to this writer"
+                raise StoreError(f"Expected rows of units still to do {sorted(self._pending)}, got rows of unit {u} ({state}).")
+            expected = lo + (self._open[u].filled if u in self._open else 0)
+            if pos != expected:
+                raise StoreError(f"Expected unit {u} to continue at example {expected} (rows in order), got {pos}.")
+            segments.append((u, pos, min(stop, hi)))
+            pos = min(stop, hi)
+        return segments
+
+    def _buffer_for(self, u: int) -> _Unit:
+        if u in self._open:
+            return self._open[u]
+        t0 = time.perf_counter()
+        with self._cv:
+            while True:
+                self._raise_error()
+                if self._free:
+                    buf = self._free.pop()
+                    break
+                if self.buffers_allocated < N_BUFFERS:
+                    buf = _Unit({k: np.empty((self.spec.unit, *a.row_shape), a.dtype) for k, a in self._expected.items()})
+                    self.buffers_allocated += 1
+                    break
+                if len(self._open) >= N_BUFFERS:
+                    raise StoreError(
+                        f"Expected at most {N_BUFFERS} units filled at once, got rows of unit {u} while units "
+                        f"{sorted(self._open)} are still incomplete."
+                    )
+                self._cv.wait()
+        self.append_wait_s += time.perf_counter() - t0
+        buf.index, (buf.start, buf.stop), buf.filled = u, self.unit_range(u), 0
+        self._open[u] = buf
+        return buf
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    # -- writer thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                t0 = time.perf_counter()
+                while not self._ready and not self._stopping:
+                    self._cv.wait()
+                self._idle_s += time.perf_counter() - t0
+                if not self._ready:
+                    return
+                buf = self._ready.popleft()
+            try:
+                self._write_unit(buf)
+            except BaseException as err:
+                with self._cv:
+                    self._error = WriterError(
+                        f"Writing unit {buf.index} (examples {buf.start}..{buf.stop - 1}) of {self.path} failed: "
+                        f"{type(err).__name__}: {err}. Units marked done before it are intact; rerun to resume."
+                    )
+                    self._error.__cause__ = err
+                    self._free += [buf, *self._ready]
+                    self._ready.clear()
+                    self._cv.notify_all()
+                return
+            with self._cv:
+                self._free.append(buf)
+                self.units_written += 1
+                self._cv.notify_all()
+
+    def _write_unit(self, buf: _Unit) -> None:
+        rows = buf.stop - buf.start
+        for key, array in self._arrays.items():
+            write_region(array, buf.start, buf.arrays[key][:rows])
+        self._unit_done[buf.index] = 1  # only after every array of the unit is stored
+        if self._on_unit_done is not None:
+            self._on_unit_done(buf.index)
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    @property
+    def idle_fraction(self) -> float:
+        """Share of the writer thread's life spent waiting for work (1.0: never the bottleneck)."""
+        wall = (self._stopped or time.perf_counter()) - self._started
+        return self._idle_s / wall if wall > 0 else 1.0
+
+    def close(self, *, raise_errors: bool = True) -> None:
+        """Write the complete units, join the thread, release the lock; re-raise a writer error."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._open:
+                if raise_errors:
+                    warnings.warn(
+                        f"Closing {self.path} with incomplete units {sorted(self._open)}: not marked done, "
+                        "a rerun recomputes them.",
+                        stacklevel=2,
+                    )
+                self._open.clear()
+            with self._cv:
+                self._stopping = True
+                self._cv.notify_all()
+            self._thread.join()
+            self._stopped = time.perf_counter()
+        finally:
+            self._lock.release()
+        if raise_errors:
+            self._raise_error()
+
+    def finalize(self) -> None:
+        """Close, then write the dataset statistics and consolidated metadata (idempotent)."""
+        self.close()
+        finalize_store(self.path)
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close(raise_errors=exc_type is None)

@@ -1,0 +1,85 @@
+"""Finalize: exact pooled dataset statistics, skipped and NaN examples, idempotence."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+from attrstream.engine.errors import StoreError
+from attrstream.engine.store import LayerSpec, StoreWriter, finalize_store, open_run
+
+from tests.store._helpers import rows, small_spec, write_run
+
+
+def per_example_stats(acts: np.ndarray) -> np.ndarray:
+    """[n, C, P] activations -> [n, C, 5] float32 stats, as the kernels compute them."""
+    a = acts.astype(np.float64)
+    stats = np.stack([a.mean(-1), a.std(-1), a.min(-1), a.max(-1), (a > 0).mean(-1)], axis=-1)
+    return stats.astype(np.float32)
+
+
+def test_pooled_stats_equal_numpy_over_the_raw_activations(tmp_path):
+    spec = small_spec(n=11, unit=4, layers=(LayerSpec("layer4.1.conv2", 6, (3, 4)),), layer_methods=("stats",))
+    rng = np.random.default_rng(0)
+    acts = (rng.standard_normal((spec.n, 6, 12)) * rng.uniform(0.5, 3, (1, 6, 1)) + rng.uniform(-1, 1, (1, 6, 1)))
+    acts = acts.astype(np.float32)
+    data = rows(spec, 0, spec.n)
+    data["layers/layer4.1.conv2/stats"] = per_example_stats(acts)
+    data["inputs/skipped"][[2, 9]] = 1  # skipped images are left out of the pool
+    path = tmp_path / "run.zarr"
+    with StoreWriter(path, spec) as writer:
+        for lo in range(0, spec.n, 5):
+            writer.append(lo, {k: v[lo : lo + 5] for k, v in data.items()})
+    writer.finalize()
+    got = open_run(path).dataset_stats("layer4.1.conv2")
+    assert got.dtype == np.float64 and got.shape == (6, 5)
+
+    kept = np.delete(acts, [2, 9], axis=0).astype(np.float64)
+    pooled = kept.transpose(1, 0, 2).reshape(6, -1)  # every position of every kept example
+    truth = np.stack([pooled.mean(1), pooled.std(1), pooled.min(1), pooled.max(1), (pooled > 0).mean(1)], -1)
+    np.testing.assert_array_equal(got[:, 2:4], truth[:, 2:4])  # min / max: exact
+    np.testing.assert_allclose(got, truth, rtol=2e-6, atol=1e-6)  # per-example stats were float32
+
+    s = np.delete(data["layers/layer4.1.conv2/stats"], [2, 9], axis=0).astype(np.float64)
+    formula = np.stack([s[..., 0].mean(0), np.sqrt((s[..., 1] ** 2).mean(0) + s[..., 0].var(0)),
+                        s[..., 2].min(0), s[..., 3].max(0), s[..., 4].mean(0)], -1)
+    np.testing.assert_allclose(got, formula, rtol=1e-13, atol=1e-15)  # composition itself is exact
+    attrs = zarr.open_group(path, mode="r")["layers/layer4.1.conv2/dataset_stats"].attrs
+    assert attrs["examples"] == 9 and attrs["skipped"] == 2 and attrs["nan_excluded"] == 0
+
+
+def test_nan_examples_are_left_out_per_channel(tmp_path):
+    spec = small_spec(n=4, layers=(LayerSpec("fc", 2),), layer_methods=("stats",))
+    data = rows(spec, 0, 4)
+    stats = np.abs(data["layers/fc/stats"])
+    stats[1, 0, :] = np.nan  # a NaN activation in example 1, channel 0
+    data["layers/fc/stats"] = stats
+    with StoreWriter(tmp_path / "run.zarr", spec) as writer:
+        writer.append(0, data)
+    writer.finalize()
+    got = open_run(tmp_path / "run.zarr").dataset_stats("fc")
+    np.testing.assert_allclose(got[0, 0], stats[[0, 2, 3], 0, 0].astype(np.float64).mean(), rtol=1e-12)
+    np.testing.assert_allclose(got[1, 0], stats[:, 1, 0].astype(np.float64).mean(), rtol=1e-12)
+    assert np.isfinite(got).all()
+
+
+def test_finalize_refuses_an_incomplete_store_and_is_idempotent(tmp_path):
+    spec = small_spec()
+    path = tmp_path / "run.zarr"
+    write_run(path, spec, units=[0, 2])
+    with pytest.raises(StoreError, match=r"1 of 3 missing \(units \[1\]\); rerun the sweep"):
+        finalize_store(path)
+    assert "dataset_stats" not in zarr.open_group(path, mode="r")["layers/fc"]
+    write_run(path, spec)
+    finalize_store(path)
+    first = {layer: open_run(path).dataset_stats(layer) for layer in ("fc", "layer4.1.conv2")}
+    finalize_store(path)
+    run = open_run(path)
+    for layer, value in first.items():
+        np.testing.assert_array_equal(run.dataset_stats(layer), value)
+    assert "finalized" in run.meta
+    consolidated = json.loads((path / "zarr.json").read_text())["consolidated_metadata"]["metadata"]
+    assert "layers/fc/dataset_stats" in consolidated and "progress/unit_done" in consolidated
+    assert not list(path.glob("*.lock"))
