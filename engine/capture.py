@@ -11,8 +11,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
-from attrstream.engine.errors import ModelError, close_matches
 from torch import nn
+
+from attrstream.engine.errors import ModelError, close_matches
 
 
 def resolve_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module]:

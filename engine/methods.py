@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+
 from attrstream.engine.errors import ConfigError, close_matches
 
 INPUT_METHODS = ("grad_x_input", "saliency", "smoothgrad", "integrated_gradients")

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from attrstream.engine.errors import ConfigError, ModelError, close_matches
 from torch import nn
+
+from attrstream.engine.errors import ConfigError, ModelError, close_matches
 
 BUILTIN_MODELS = ("shapesnet",)
 

@@ -32,7 +32,7 @@ class Backend(str, Enum):
 def triton_import_error() -> str | None:
     """``None`` when Triton imports, else why it does not (checked once per process)."""
     try:
-        import triton  # noqa: F401
+        import triton
         import triton.language  # noqa: F401
     except Exception as err:  # ImportError, or a broken install raising anything else
         return f"{type(err).__name__}: {err}"
@@ -74,7 +74,7 @@ def resolve(*tensors: torch.Tensor, backend: Backend | str | None = None) -> Bac
     return choice
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``torch.compile`` of a reference function, built once per function."""
     return torch.compile(fn, dynamic=False)

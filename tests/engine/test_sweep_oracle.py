@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from attrstream.engine import sweep
 from captum.attr import (
     InputXGradient,
     LayerActivation,
@@ -19,6 +18,8 @@ from captum.attr import (
     Saliency,
 )
 from torch.utils.data import TensorDataset
+
+from attrstream.engine import sweep
 
 # Relative error of a map against Captum's, per example: max |ours - theirs| / max |theirs|.
 REL_TOL = {"float32": 1e-4, "float16": 2e-3}

@@ -1,0 +1,110 @@
+"""What the report reads from a run, and nothing more: a 100k-example store renders in bounded memory.
+
+Per-example scalars (labels, predictions, confidence) are O(N) and read whole; anything wider is
+either read for the few examples drawn, or streamed one finished unit at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from attrstream.engine.errors import ConfigError, StoreError, close_matches
+from attrstream.engine.render.outputs import topk_probs
+from attrstream.engine.render.topk import ChannelTopK, channel_topk
+from attrstream.engine.store import Run
+
+HEATMAP_ROWS = 256  # examples drawn in a layer's channel-mean heatmap at most
+
+
+def pick_names(kind: str, given: Sequence[str] | None, available: Sequence[str]) -> list[str]:
+    """``given`` checked against what the store holds (all of them when ``None``)."""
+    if given is None:
+        return list(available)
+    for name in given:
+        if name not in available:
+            raise ConfigError(
+                f"Expected {kind} among {', '.join(available) or '(none in this store)'}, got {name!r}."
+                f"{close_matches(name, available)}"
+            )
+    return list(dict.fromkeys(given))
+
+
+def unit_rows(run: Run) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` example rows of every finished unit, in order."""
+    unit = run.spec.unit
+    for u in np.flatnonzero(run.units_done):
+        yield int(u) * unit, min(int(u + 1) * unit, run.n)
+
+
+def done_examples(run: Run) -> np.ndarray:
+    """Positions of the examples whose unit is finished and that were not skipped by the loader."""
+    ids = [np.arange(a, b) for a, b in unit_rows(run)]
+    done = np.concatenate(ids) if ids else np.empty(0, np.int64)
+    if done.size == 0:
+        raise StoreError(f"Expected a store with at least one finished unit, got none ({run.path}).")
+    skipped = np.asarray(run.group["inputs/skipped"][:])[done]
+    return done[skipped == 0]
+
+
+def choose_examples(done: np.ndarray, examples: int | Sequence[int]) -> np.ndarray:
+    """``examples`` positions spread evenly over the finished ones, or the given positions checked."""
+    if isinstance(examples, int):
+        if examples < 1:
+            raise ConfigError(f"Expected examples >= 1, got {examples}.")
+        return np.unique(done[np.linspace(0, len(done) - 1, min(examples, len(done))).round().astype(int)])
+    chosen = np.asarray(examples, dtype=np.int64)
+    missing = np.setdiff1d(chosen, done)
+    if chosen.size == 0 or missing.size:
+        raise ConfigError(
+            f"Expected example positions of finished, non-skipped examples, got {chosen.tolist()} "
+            f"(not available: {missing.tolist()})."
+        )
+    return chosen
+
+
+def even_subsample(done: np.ndarray, rows: int = HEATMAP_ROWS) -> np.ndarray:
+    return np.unique(done[np.linspace(0, len(done) - 1, min(rows, len(done))).round().astype(int)])
+
+
+def column(run: Run, path: str, ids: np.ndarray) -> np.ndarray:
+    """One 1-D per-example array of the layout at ``ids`` (read whole: O(N) scalars)."""
+    return np.asarray(run.group[path][:])[ids]
+
+
+def _done_blocks(run: Run, done: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+    """Each finished unit as a row slice and the positions of its kept rows, relative to the slice."""
+    for a, b in unit_rows(run):
+        keep = done[(done >= a) & (done < b)] - a
+        if keep.size:
+            yield slice(a, b), keep
+
+
+def confidence(run: Run, done: np.ndarray) -> np.ndarray:
+    """Top-class probability of every finished example, one unit of logits in memory at a time."""
+    parts = []
+    for rows, keep in _done_blocks(run, done):
+        out = run.outputs(rows)
+        prob = out["topk_prob"][keep, 0] if "topk_prob" in out else topk_probs(out["logits"][keep], 1)[1][:, 0]
+        parts.append(prob)
+    return np.concatenate(parts)
+
+
+def top_classes(run: Run, ids: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """``(class index, probability) [n, k]`` of the examples at ``ids``, from logits or stored top-k."""
+    out = run.outputs(ids)
+    if "topk_prob" in out:
+        return out["topk_index"][:, :k], out["topk_prob"][:, :k]
+    return topk_probs(out["logits"], k)
+
+
+def layer_topk(run: Run, layer: str, done: np.ndarray, k: int) -> ChannelTopK:
+    """Running top-``k`` examples of every channel of ``layer`` by per-example channel mean."""
+    blocks = ((rows.start + keep, run.layer_stats(layer, rows)[keep, :, 0]) for rows, keep in _done_blocks(run, done))
+    return channel_topk(blocks, k)
+
+
+def dataset_stats(run: Run, layer: str) -> np.ndarray | None:
+    """Dataset-level statistics of ``layer``, or ``None`` while the run is not finalized."""
+    return run.dataset_stats(layer) if f"layers/{layer}/dataset_stats" in run.group else None
