@@ -78,7 +78,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from attrstream.engine.demo.run import run_demo
 
-    run_demo(args.out, n=args.n, progress=not args.no_progress)
+    run_demo(args.out, n=args.n, progress=not args.no_progress, overwrite=args.overwrite)
     return 0
 
 
@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the embedded default: shapes data, a small CNN, a sweep and a report")
     p.add_argument("--out", default="demo_out")
-    p.add_argument("--n", type=int, default=512, help="held-out images to sweep")
+    p.add_argument("--n", type=int, default=256, help="held-out images to sweep")
+    p.add_argument("--overwrite", action="store_true", help="start over when --out holds a demo of another configuration")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_demo)
     return parser

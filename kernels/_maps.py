@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 from attrstream.engine.errors import ConfigError
-from attrstream.kernels._aot import CompileTarget
+from attrstream.kernels._aot import CompileTarget, aligned
 from attrstream.kernels._backend import triton_import_error
 
 if triton_import_error() is None:
@@ -232,31 +232,33 @@ def compile_targets(
     """Every specialization ``channel_maps_triton`` can launch for one op's flags, and the scaling
     kernel for every out dtype.
 
-    Per dtype, reduce and tile: the variants the JIT builds for the usual layouts, where both
+    Per dtype, reduce and tile: the variants the JIT builds for typical layers, where both
     tensors collapse to one spatial row (H = 1) with a unit stride along space (NCHW) or along
-    channels (channels_last): the JIT turns an int argument equal to 1 into a constant. Per tile,
-    the general-stride variant (spatial crops); and ``i64`` ints, which the JIT picks past 2^31.
+    channels (channels_last) (the JIT turns an int argument equal to 1 into a constant), and every
+    pointer and integer is divisible by 16 (``aligned``: vectorised loads). In fp32 for the first
+    reduce, the same without divisibility (odd extents: scalar loads); per tile, the
+    general-stride variant (spatial crops); and ``i64`` ints, which the JIT picks past 2^31.
     """
-    first = reduces[0]
-    targets = [
-        _target(dtype, reduce, blocks, (load_x, load_g, cam), ("H", *unit), "i32")
-        for dtype in TRITON_DTYPES.values()
-        for reduce in reduces
-        for blocks in BLOCK_CONFIGS
-        for unit in (("sxw", "sgw"), ("sxc", "sgc"))
-    ]
-    targets += [_target("fp32", first, blocks, (load_x, load_g, cam), (), "i32") for blocks in BLOCK_CONFIGS]
-    targets.append(_target("fp32", first, BLOCK_CONFIGS[0], (load_x, load_g, cam), (), "i64"))
+    flags, first = (load_x, load_g, cam), reduces[0]
+    targets = []
+    for blocks in BLOCK_CONFIGS:
+        for unit in (("H", "sxw", "sgw"), ("H", "sxc", "sgc")):
+            targets += [_target(dtype, reduce, blocks, flags, unit, "i32", vector=True)
+                        for dtype in TRITON_DTYPES.values() for reduce in reduces]
+            targets.append(_target("fp32", first, blocks, flags, unit, "i32"))
+        targets.append(_target("fp32", first, blocks, flags, (), "i32"))
+    targets.append(_target("fp32", first, BLOCK_CONFIGS[0], flags, (), "i64"))
     for out in TRITON_DTYPES.values():
         signature = {"map_ptr": "*fp32", "amax_ptr": "*i32", "values_ptr": f"*{out}",
                      "scale_ptr": "*fp32", "P": "i32", "BLOCK": "constexpr"}
-        targets.append(CompileTarget(_normalize_kernel, signature, {"BLOCK": NORMALIZE_BLOCK},
-                                     f"_normalize_kernel {out}"))
+        for attrs, layout in (({}, ""), (aligned(_normalize_kernel, signature), " aligned")):
+            targets.append(CompileTarget(_normalize_kernel, signature, {"BLOCK": NORMALIZE_BLOCK}, attrs=attrs,
+                                         label=f"_normalize_kernel {out}{layout}"))
     return targets
 
 
 def _target(dtype: str, reduce: str, blocks: tuple[int, int], flags: tuple[bool, bool, bool],
-            unit: tuple[str, ...], int_type: str) -> CompileTarget:
+            unit: tuple[str, ...], int_type: str, vector: bool = False) -> CompileTarget:
     ints = ("N", "C", "H", "W", *(f"s{t}{d}" for t in "xg" for d in "nchw"))
     signature = {"x_ptr": f"*{dtype}", "g_ptr": f"*{dtype}", "w_ptr": "*fp32", "map_ptr": "*fp32",
                  "amax_ptr": "*i32"}
@@ -266,10 +268,11 @@ def _target(dtype: str, reduce: str, blocks: tuple[int, int], flags: tuple[bool,
     block_c, block_p = blocks
     constexprs = {"REDUCE": REDUCES[reduce], "LOAD_X": load_x, "LOAD_G": load_g, "CAM": cam,
                   "BLOCK_C": block_c, "BLOCK_P": block_p, **dict.fromkeys(unit, 1)}
-    layout = f"unit-stride {unit[1][-1]}" if unit else "strided"
+    layout = ("aligned " if vector else "") + (f"unit-stride {unit[-1][-1]}" if unit else "strided")
     label = (f"_channel_maps_kernel {dtype} {reduce} x={load_x} g={load_g} cam={cam} "
              f"{block_c}x{block_p} {layout} {int_type}")
-    return CompileTarget(_channel_maps_kernel, signature, constexprs, label)
+    attrs = aligned(_channel_maps_kernel, signature) if vector else {}
+    return CompileTarget(_channel_maps_kernel, signature, constexprs, attrs=attrs, label=label)
 
 
 # ---- torch: the specification and the CPU path ----

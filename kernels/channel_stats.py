@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 from attrstream.engine.errors import ConfigError
-from attrstream.kernels._aot import CompileTarget
+from attrstream.kernels._aot import CompileTarget, aligned
 from attrstream.kernels._backend import Backend, dispatch, triton_import_error
 
 STAT_NAMES = ("mean", "std", "min", "max", "frac_pos")
@@ -283,33 +283,40 @@ def channel_stats(a: torch.Tensor, layout: str = "nchw", backend: Backend | str 
 def compile_targets() -> list[CompileTarget]:
     """Every specialization the launcher can choose, for the ahead-of-time compile test.
 
-    Per dtype, tile and with/without ``g``: the variant the JIT builds for the usual layouts, whose
-    stride along the tile's fast axis is 1 (the JIT turns an int argument equal to 1 into a
-    constant). Per tile, the general-stride variant (sliced views, tokens with a strided C), and
-    ``i64`` integers, which the JIT picks when a stride or extent passes 2^31.
+    Per dtype, tile and with/without ``g``: the variant the JIT builds for typical layers, where
+    H×W collapse into one row (H = 1) whose stride along the tile's fast axis is 1 (the JIT turns
+    an int argument equal to 1 into a constant) and every pointer and integer is divisible by 16
+    (``aligned``: vectorised loads). In fp32, per tile, the same unit stride without divisibility
+    and with the row loop (odd extents, spatial crops: scalar loads), and the general-stride
+    variant (sliced views, tokens with a strided C); and ``i64`` integers, which the JIT picks
+    when a stride or extent passes 2^31.
     """
     targets = []
-    for dtype in ("fp32", "fp16", "bf16"):
-        for blocks in SPACE_FAST_BLOCKS + CHANNEL_FAST_BLOCKS:
-            unit = ("stride_aw", "stride_gw") if blocks in SPACE_FAST_BLOCKS else ("stride_ac", "stride_gc")
-            targets += [_target(dtype, blocks, has_g, "i32", unit) for has_g in (False, True)]
-    targets += [_target("fp32", blocks, True, "i32") for blocks in SPACE_FAST_BLOCKS + CHANNEL_FAST_BLOCKS]
+    for blocks in SPACE_FAST_BLOCKS + CHANNEL_FAST_BLOCKS:
+        unit = ("stride_aw", "stride_gw") if blocks in SPACE_FAST_BLOCKS else ("stride_ac", "stride_gc")
+        for has_g in (False, True):
+            targets += [_target(dtype, blocks, has_g, "i32", ("H", *unit), vector=True)
+                        for dtype in ("fp32", "fp16", "bf16")]
+            targets.append(_target("fp32", blocks, has_g, "i32", unit))
+        targets.append(_target("fp32", blocks, True, "i32"))
     targets += [_target("fp32", SPACE_FAST_BLOCKS[-1], has_g, "i64") for has_g in (False, True)]
     return targets
 
 
 def _target(
-    dtype: str, blocks: tuple[int, int], has_g: bool, int_type: str, unit: tuple[str, ...] = ()
+    dtype: str, blocks: tuple[int, int], has_g: bool, int_type: str, unit: tuple[str, ...] = (),
+    vector: bool = False,
 ) -> CompileTarget:
     ints = ("C", "H", "W", *(f"stride_{t}{d}" for t in "ag" for d in "nchw"))
     signature = {"a_ptr": f"*{dtype}", "g_ptr": f"*{dtype}", "stats_ptr": "*fp32", "gmean_ptr": "*fp32"}
     signature |= {name: "constexpr" if name in unit else int_type for name in ints}
     signature |= dict.fromkeys(("BLOCK_C", "BLOCK_S", "HAS_G"), "constexpr")
     block_c, block_s = blocks
+    layout = ("aligned " if vector else "") + ("unit-stride" if unit else "strided")
     return CompileTarget(
         kernel=_channel_stats_kernel,
         signature=signature,
         constexprs={"BLOCK_C": block_c, "BLOCK_S": block_s, "HAS_G": has_g, **dict.fromkeys(unit, 1)},
-        label=f"channel_stats {dtype} {block_c}x{block_s}{' +g' if has_g else ''} "
-        f"{'unit-stride' if unit else 'strided'} {int_type}",
+        attrs=aligned(_channel_stats_kernel, signature) if vector else {},
+        label=f"channel_stats {dtype} {block_c}x{block_s}{' +g' if has_g else ''} {layout} {int_type}",
     )

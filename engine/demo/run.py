@@ -21,6 +21,7 @@ from attrstream.engine.methods import ALL_METHODS
 
 DEMO_LAYERS = ("block1", "block2", "block3")
 DEMO_SEED = 1  # the swept images: a held-out stream, disjoint from training and from the accuracy check
+DEMO_SAMPLES = 8  # SmoothGrad samples and Integrated Gradients steps: each costs one more forward+backward
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,23 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(out: str | Path = "demo_out", *, n: int = 512, progress: bool = True, cache_dir: Path | None = None,
-             train_config: TrainConfig | None = None, batch_size: int = 64) -> DemoResult:
-    """Run the demo into ``out`` and print where everything is and how well the maps localize."""
+def _finished(store: Path, report: Path) -> bool:
+    from attrstream.engine.errors import StoreError
+    from attrstream.engine.store import open_run
+
+    try:
+        return open_run(store).complete and report.is_file()
+    except StoreError:
+        return False
+
+
+def run_demo(out: str | Path = "demo_out", *, n: int = 256, progress: bool = True, cache_dir: Path | None = None,
+             train_config: TrainConfig | None = None, batch_size: int = 64, overwrite: bool = False) -> DemoResult:
+    """Run the demo into ``out`` and print where everything is and how well the maps localize.
+
+    A finished store with its report is resumed by the sweep (nothing to compute) and not rendered
+    again, so a second run takes seconds.
+    """
     from attrstream.engine.pipeline import sweep
     from attrstream.engine.render import render_report
 
@@ -60,11 +75,14 @@ def run_demo(out: str | Path = "demo_out", *, n: int = 512, progress: bool = Tru
     out = Path(out)
     model, info = load_or_train(cache_dir, config=train_config)
     dataset = ShapesDataset(n, image_size=(train_config or TrainConfig()).image_size, seed=DEMO_SEED, split="test")
-    store = out / "run.zarr"
+    store, report = out / "run.zarr", out / "report" / "index.html"
+    finished = not overwrite and _finished(store, report)
     run = sweep(model, dataset, store, layers=DEMO_LAYERS, methods=ALL_METHODS, batch_size=batch_size, unit=128,
-                progress=progress, overwrite=False, model_name="shapesnet", dataset_name="shapes",
+                smoothgrad_samples=DEMO_SAMPLES, ig_steps=DEMO_SAMPLES, progress=progress, overwrite=overwrite,
+                model_name="shapesnet", dataset_name="shapes",
                 extra={"class_names": list(ShapesDataset.classes), "train_accuracy": info.accuracy})
-    report = render_report(store, out / "report")
+    if not finished:
+        report = render_report(store, out / "report")
     rows = localization_of(run)
     (out / "localization.json").write_text(json.dumps(rows, indent=2))
     seconds = time.perf_counter() - start

@@ -80,12 +80,20 @@ class ShapesDataset(Dataset):
         return self.n
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        x, labels, _ = self.batch([index])
-        return x[0], int(labels[0])
+        x, label, _ = self._item(index)
+        return x, label
 
     def mask(self, index: int) -> torch.Tensor:
         """The ground-truth object mask of item ``index``, bool ``[H, W]``."""
-        return self.batch([index])[2][0]
+        return self._item(index)[2]
+
+    def _item(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """One item, remembered until the next: a sweep asks for ``self[i]`` then ``mask(i)``."""
+        last = getattr(self, "_last", None)
+        if last is None or last[0] != index:
+            x, labels, masks = self.batch([index])
+            last = self._last = (index, (x[0], int(labels[0]), masks[0]))
+        return last[1]
 
     def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Items ``indices`` at once: ``x [B,3,H,W]`` float32, labels int64 ``[B]``, masks bool ``[B,H,W]``.

@@ -1,8 +1,8 @@
 """Checks shared by the map-op tests (product_map, saliency, grad_cam, layer_maps).
 
 Every map op returns ``(values, scale)``; it is compared with the float64 evaluation of its torch
-reference: the scale, the normalised values (up to the output dtype's rounding) and the
-reconstruction ``values * scale`` against the float64 map.
+reference (on CPU, see ``_cases.f64``): the scale, the normalised values (up to the output dtype's
+rounding) and the reconstruction ``values * scale`` against the float64 map.
 """
 
 from __future__ import annotations
@@ -12,23 +12,16 @@ from collections.abc import Iterator
 from unittest import mock
 
 import torch
-from attrstream.kernels import _maps
+from hypothesis import strategies as st
 
-from tests.kernels._cases import TOLERANCE, make_nchw
+from attrstream.kernels import _maps
+from tests.kernels._cases import TOLERANCE
 
 # One unit in the last place at 1.0: values lie in [-1, 1], so this bounds their output rounding.
 OUT_ULP = {torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7, torch.float32: 2.0**-23}
 
-MAP_LAYOUTS = ("contiguous", "channels_last", "strided_view", "crop")
-
-
-def make_input(shape: tuple[int, int, int, int], dtype: torch.dtype, layout: str, seed: int = 0) -> torch.Tensor:
-    """``make_nchw`` plus ``crop``: a spatial crop of a larger tensor, whose H and W do not
-    collapse into one strided axis (the kernels' general-stride path)."""
-    if layout != "crop":
-        return make_nchw(shape, dtype, layout, seed=seed)
-    n, c, h, w = shape
-    return make_nchw((n, c, h + 2, w + 3), dtype, "contiguous", seed=seed)[:, :, 1 : h + 1, 2 : w + 2]
+# Tiny power-of-two (BLOCK_C, BLOCK_P) for the fuzz tests (see ``forced_blocks``).
+SMALL_BLOCKS = st.sampled_from([(1, 2), (2, 4), (4, 2)])
 
 
 def assert_map_matches(
@@ -38,7 +31,7 @@ def assert_map_matches(
     out_dtype: torch.dtype,
 ) -> None:
     """``got`` from an op; ``want`` from its reference on float64 inputs with float64 output."""
-    values, scale = got
+    values, scale = (t.cpu() for t in got)
     want_values, want_scale = want
     assert values.dtype == out_dtype and scale.dtype == torch.float32
     assert values.shape == want_values.shape and scale.shape == want_scale.shape

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from attrstream.engine.errors import BackendError, ConfigError
 from attrstream.kernels import _backend
 from attrstream.kernels._backend import ENV_VAR, Backend, requested, resolve

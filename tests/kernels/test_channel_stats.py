@@ -1,15 +1,16 @@
 """channel_stats and stats_and_grad_mean: both backends against a float64 evaluation.
 
-Tensors live on ``ATTRSTREAM_TEST_DEVICE`` (default cpu, where Triton runs under the interpreter;
-``benchmarks/gpu_check.sh`` sets cuda to run the compiled kernels on the same cases).
+Tensors live on ``ATTRSTREAM_TEST_DEVICE`` (see ``_cases``): cpu with Triton under the
+interpreter, or cuda with the compiled kernels (``benchmarks/gpu_check.sh``).
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from attrstream.engine.errors import ConfigError
 from attrstream.kernels import channel_stats as cs
 from attrstream.kernels.channel_stats import (
@@ -19,48 +20,21 @@ from attrstream.kernels.channel_stats import (
     stats_and_grad_mean_torch,
     stats_and_grad_mean_triton,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from tests.kernels._cases import (
+    ALL_LAYOUTS,
+    BACKENDS,
+    DEVICE,
+    DTYPES,
+    LAYOUTS,
+    SMALL_SHAPES,
+    assert_grad_mean_matches,
+    assert_stats_match,
+    expected_stats,
+    f64,
+    make_nchw,
+)
 
-from tests.kernels._cases import BACKENDS, DTYPES, LAYOUTS, TOLERANCE, make_nchw
-
-DEVICE = torch.device(os.environ.get("ATTRSTREAM_TEST_DEVICE", "cpu"))
 MEAN, STD, MIN, MAX, FRAC_POS = range(5)
-
-
-def on_device(x: torch.Tensor) -> torch.Tensor:
-    """``x`` on the test device with its strides kept (``.to`` would make a sliced view dense)."""
-    if x.device == DEVICE:
-        return x
-    return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=DEVICE).copy_(x)
-
-
-def make(shape, dtype=torch.float32, layout="contiguous", seed=0, offset=0.0) -> torch.Tensor:
-    if layout == "cropped":  # H and W cannot merge into one strided axis: the two-level loop
-        n, c, h, w = shape
-        gen = torch.Generator().manual_seed(seed)
-        base = (torch.randn(n, c, h + 2, w + 3, generator=gen, dtype=torch.float64) + offset).to(dtype)
-        return on_device(base[:, :, 1 : h + 1, 2 : w + 2])
-    return on_device(make_nchw(shape, dtype, layout, seed=seed, offset=offset))
-
-
-def expected(a: torch.Tensor, layout: str = "nchw") -> torch.Tensor:
-    """The specification evaluated in float64 on the (upcast) input values."""
-    x = a.cpu().double()
-    x = (x if layout == "nchw" else x.permute(0, 2, 1)).flatten(2)
-    mean = x.mean(-1)
-    std = (x - mean[..., None]).square().mean(-1).sqrt()
-    frac = (x > 0).sum(-1).double() / x.shape[-1]
-    return torch.stack((mean, std, x.amin(-1), x.amax(-1), frac), -1)
-
-
-def check(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype) -> None:
-    got = got.cpu()
-    assert got.dtype == torch.float32 and got.shape == want.shape
-    tol = TOLERANCE[dtype]
-    torch.testing.assert_close(got[..., :2], want[..., :2].float(), **tol, equal_nan=True)
-    # min and max are input values and frac_pos a ratio of counts: exact.
-    torch.testing.assert_close(got[..., 2:], want[..., 2:].float(), rtol=0, atol=0, equal_nan=True)
 
 
 def run(backend: str, a: torch.Tensor, layout: str = "nchw") -> torch.Tensor:
@@ -85,8 +59,8 @@ LARGE = [((1, 64, 56, 56), layout, dtype) for layout, dtype in zip(LAYOUTS, DTYP
     [(s, lay, dt) for s in SHAPES for lay in LAYOUTS for dt in DTYPES] + LARGE,
 )
 def test_matches_float64(backend, shape, layout, dtype):
-    a = make(shape, dtype, layout)
-    check(run(backend, a), expected(a), dtype)
+    a = make_nchw(shape, dtype, layout)
+    assert_stats_match(run(backend, a), expected_stats(a), dtype)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -95,57 +69,53 @@ def test_matches_float64(backend, shape, layout, dtype):
 def test_tokens_layout(backend, transposed, dtype):
     gen = torch.Generator().manual_seed(1)
     if transposed:  # [N,C,T] memory seen as [N,T,C]: the space-fast tiles
-        a = torch.randn(3, 40, 37, generator=gen).to(dtype).transpose(1, 2)
+        a = torch.randn(3, 40, 37, generator=gen).to(dtype).to(DEVICE).transpose(1, 2)
     else:  # [N,T,C] contiguous: the channel-fast tiles
-        a = torch.randn(3, 37, 40, generator=gen).to(dtype)
-    a = on_device(a)
-    check(run(backend, a, "tokens"), expected(a, "tokens"), dtype)
+        a = torch.randn(3, 37, 40, generator=gen).to(dtype).to(DEVICE)
+    assert_stats_match(run(backend, a, "tokens"), expected_stats(a, "tokens"), dtype)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cropped_view_without_collapse(backend):
-    a = make((2, 5, 9, 7), layout="cropped")
+    a = make_nchw((2, 5, 9, 7), layout="crop")
     assert not a.is_contiguous() and a.stride(2) != a.shape[3] * a.stride(3)
-    check(run(backend, a), expected(a), torch.float32)
+    assert_stats_match(run(backend, a), expected_stats(a), torch.float32)
 
 
 @settings(max_examples=25, deadline=None)
 @given(
-    n=st.integers(1, 3),
-    c=st.integers(1, 9),
-    h=st.integers(1, 9),
-    w=st.integers(1, 9),
-    layout=st.sampled_from((*LAYOUTS, "cropped")),
+    shape=SMALL_SHAPES,
+    layout=st.sampled_from(ALL_LAYOUTS),
     dtype=st.sampled_from(DTYPES),
     block_c=st.sampled_from((1, 2, 4)),
     block_s=st.sampled_from((2, 4, 8)),
     seed=st.integers(0, 2**16),
 )
-def test_fuzz_small_blocks(n, c, h, w, layout, dtype, block_c, block_s, seed):
+def test_fuzz_small_blocks(shape, layout, dtype, block_c, block_s, seed):
     """Tiny forced tiles make every loop run several steps with channel and position tails."""
-    a = make((n, c, h, w), dtype, layout, seed=seed)
-    check(channel_stats_triton(a, blocks=(block_c, block_s)), expected(a), dtype)
-    g = make((n, c, h, w), dtype, "contiguous", seed=seed + 1)
+    a = make_nchw(shape, dtype, layout, seed=seed)
+    assert_stats_match(channel_stats_triton(a, blocks=(block_c, block_s)), expected_stats(a), dtype)
+    g = make_nchw(shape, dtype, "contiguous", seed=seed + 1)
     stats, gmean = stats_and_grad_mean_triton(a, g, blocks=(block_c, block_s))
-    check(stats, expected(a), dtype)
-    torch.testing.assert_close(gmean.cpu(), g.cpu().double().mean((2, 3)).float(), **TOLERANCE[dtype])
+    assert_stats_match(stats, expected_stats(a), dtype)
+    assert_grad_mean_matches(gmean, g, dtype)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("blocks", [None, (2, 64)], ids=["launcher_blocks", "forced_small_blocks"])
 def test_std_without_cancellation(backend, blocks):
     """1e4 + N(0, 1): E[x²] − mean² would lose every digit of the variance in fp32."""
-    a = make((2, 4, 56, 56), offset=1e4)
+    a = make_nchw((2, 4, 56, 56), offset=1e4)
     got = channel_stats_triton(a, blocks=blocks) if backend == "triton" else run(backend, a)
-    want = expected(a)
-    rel = ((got[..., STD].cpu().double() - want[..., STD]) / want[..., STD]).abs().max().item()
+    want = expected_stats(a)
+    rel = ((f64(got[..., STD]) - want[..., STD]) / want[..., STD]).abs().max().item()
     assert rel <= 1e-4, f"std relative error {rel:.2e}"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_nan_and_inf_stay_in_their_channel(backend):
     nan, inf = float("nan"), float("inf")
-    clean = make((3, 4, 7, 5))
+    clean = make_nchw((3, 4, 7, 5))
     a = clean.clone()
     a[1, 2, 3, 1] = nan
     a[2, 0, 0, 4] = inf
@@ -169,7 +139,7 @@ def test_nan_and_inf_stay_in_their_channel(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_all_zero_input(backend):
-    a = on_device(torch.zeros(2, 3, 5, 7))
+    a = torch.zeros(2, 3, 5, 7, device=DEVICE)
     assert torch.equal(run(backend, a).cpu(), torch.zeros(2, 3, 5))
 
 
@@ -183,9 +153,9 @@ def test_empty_batch_launches_nothing(monkeypatch):
             raise AssertionError(f"kernel launched with grid {grid}")
 
     monkeypatch.setattr(cs, "_channel_stats_kernel", NoLaunch())
-    out = channel_stats_triton(make((0, 6, 4, 4)))
+    out = channel_stats_triton(make_nchw((0, 6, 4, 4)))
     assert out.shape == (0, 6, 5) and out.dtype == torch.float32
-    stats, gmean = stats_and_grad_mean_triton(make((0, 6, 4, 4)), make((0, 6, 4, 4)))
+    stats, gmean = stats_and_grad_mean_triton(make_nchw((0, 6, 4, 4)), make_nchw((0, 6, 4, 4)))
     assert stats.shape == (0, 6, 5) and gmean.shape == (0, 6)
 
 
@@ -203,12 +173,12 @@ def test_empty_batch_launches_nothing(monkeypatch):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_invalid_input_is_a_config_error(backend, a, layout, match):
     with pytest.raises(ConfigError, match=match):
-        run(backend, on_device(a), layout)
+        run(backend, a.to(DEVICE), layout)
 
 
 def test_blocks_must_be_powers_of_two():
     with pytest.raises(ConfigError, match=r"power-of-two.*\(3, 8\)"):
-        channel_stats_triton(make((1, 3, 4, 4)), blocks=(3, 8))
+        channel_stats_triton(make_nchw((1, 3, 4, 4)), blocks=(3, 8))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -219,7 +189,7 @@ PAIRS = [
     ("contiguous", "contiguous"),
     ("channels_last", "channels_last"),
     ("contiguous", "channels_last"),  # g's layout differs from a's: one loop, two stride sets
-    ("cropped", "contiguous"),  # a cannot collapse: both take the two-level loop
+    ("crop", "contiguous"),  # a cannot collapse: both take the two-level loop
 ]
 
 
@@ -228,18 +198,17 @@ PAIRS = [
 @pytest.mark.parametrize("shape", [(3, 5, 7, 5), (1, 257, 13, 11)], ids=["small", "channel_tail"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_stats_and_grad_mean(backend, a_layout, g_layout, shape, dtype):
-    a = make(shape, dtype, a_layout, seed=2)
-    g = make(shape, dtype, g_layout, seed=3)
+    a = make_nchw(shape, dtype, a_layout, seed=2)
+    g = make_nchw(shape, dtype, g_layout, seed=3)
     fn = stats_and_grad_mean_triton if backend == "triton" else stats_and_grad_mean_torch
     stats, gmean = fn(a, g)
-    check(stats, expected(a), dtype)
-    assert gmean.dtype == torch.float32
-    torch.testing.assert_close(gmean.cpu(), g.cpu().double().mean((2, 3)).float(), **TOLERANCE[dtype])
+    assert_stats_match(stats, expected_stats(a), dtype)
+    assert_grad_mean_matches(gmean, g, dtype)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_nan_in_grad_stays_in_its_channel(backend):
-    a, g = make((2, 3, 4, 6), seed=4), make((2, 3, 4, 6), seed=5)
+    a, g = make_nchw((2, 3, 4, 6), seed=4), make_nchw((2, 3, 4, 6), seed=5)
     g[1, 0, 2, 3] = float("nan")
     fn = stats_and_grad_mean_triton if backend == "triton" else stats_and_grad_mean_torch
     stats, gmean = (t.cpu() for t in fn(a, g))
@@ -248,11 +217,11 @@ def test_nan_in_grad_stays_in_its_channel(backend):
 
 
 def test_pair_must_agree():
-    a = make((2, 3, 4, 4))
+    a = make_nchw((2, 3, 4, 4))
     with pytest.raises(ConfigError, match=r"one shape.*\(2, 3, 4, 4\) and \(2, 3, 4, 5\)"):
-        stats_and_grad_mean_torch(a, make((2, 3, 4, 5)))
+        stats_and_grad_mean_torch(a, make_nchw((2, 3, 4, 5)))
     with pytest.raises(ConfigError, match=r"one dtype.*torch.float16"):
-        stats_and_grad_mean_triton(a, make((2, 3, 4, 4), torch.float16))
+        stats_and_grad_mean_triton(a, make_nchw((2, 3, 4, 4), torch.float16))
 
 
 @pytest.mark.skipif(DEVICE.type != "cuda", reason="needs > 2^31 elements on a CUDA device")
@@ -262,5 +231,5 @@ def test_int64_offsets():
     assert a.numel() > 2**31
     a[-1].normal_()
     got = channel_stats(a, backend="triton")
-    check(got[-1:], expected(a[-1:]), torch.float16)
+    assert_stats_match(got[-1:], expected_stats(a[-1:]), torch.float16)
     assert not got[:-1].any()

@@ -2,11 +2,12 @@
 
 The interpreter that runs the other kernel tests accepts code the compiler rejects (a
 non-power-of-two ``tl.arange``, mismatched dtypes), so each kernel module lists its
-specializations in ``compile_targets()`` and this test builds them all for sm_80 and sm_90 without
-a GPU. ``TRITON_INTERPRET=1`` (set for the suite) turns ``triton.jit`` into interpreter objects at
-import, so the compilation runs in a subprocess per architecture with the variable unset and a
-fresh cache (a cache hit would skip ``ptxas`` and its register report). ``pytest -s`` prints a
-table of registers and spills, as ``ptxas -v`` reports them.
+specializations in ``compile_targets()``, including the divisibility attributes the JIT infers on
+aligned inputs (they turn on 128-bit vector loads), and this test builds them all for sm_80 and
+sm_90 without a GPU. ``TRITON_INTERPRET=1`` (set for the suite) turns ``triton.jit`` into
+interpreter objects at import, so the compilation runs in a subprocess per architecture with the
+variable unset and a fresh cache (a cache hit would skip ``ptxas`` and its register report).
+``pytest -s`` prints a table of registers and spills, as ``ptxas -v`` reports them.
 
 Run alone: ``python -m tests.kernels.test_compile 90`` prints one JSON line per target.
 """
@@ -31,11 +32,12 @@ def _compile_all(cc: int) -> list[dict]:
     import importlib
     import pkgutil
 
-    import attrstream.kernels
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     from triton.runtime.jit import JITFunction
+
+    import attrstream.kernels
 
     triton.knobs.nvidia.dump_ptxas_log = True  # ptxas -v output, for registers and spills
     records, seen = [], set()
@@ -46,18 +48,19 @@ def _compile_all(cc: int) -> list[dict]:
         if not hasattr(module, "compile_targets"):
             continue
         for target in module.compile_targets():
-            key = (target.kernel, repr(sorted(target.signature.items())), repr(sorted(target.constexprs.items())))
-            if key in seen:  # a shared kernel listed by two modules: compile and report it once
+            if target.key in seen:  # a shared kernel listed by two modules: compile and report it once
                 continue
-            seen.add(key)
+            seen.add(target.key)
             record = {"module": info.name, "target": target.name, "cc": cc}
             log = io.StringIO()
             try:
                 assert isinstance(target.kernel, JITFunction), f"not a JIT function: {target.kernel!r}"
-                src = ASTSource(fn=target.kernel, signature=target.signature, constexprs=target.constexprs)
+                src = ASTSource(target.kernel, target.signature, target.constexprs, target.attrs)
                 with contextlib.redirect_stdout(log):
                     kernel = triton.compile(src, target=GPUTarget("cuda", cc, 32))
-                record |= {"ptx": bool(kernel.asm.get("ptx")), "cubin": bool(kernel.asm.get("cubin"))}
+                ptx = kernel.asm.get("ptx") or ""
+                record |= {"ptx": bool(ptx), "cubin": bool(kernel.asm.get("cubin")), "aligned": bool(target.attrs),
+                           "vector_loads": "ld.global.v" in ptx}
                 record |= _ptxas_report(log.getvalue())
             except Exception as err:  # reported per target, so one failure does not hide the others
                 record["error"] = f"{type(err).__name__}: {err}"[:2000]
@@ -111,6 +114,8 @@ def test_every_kernel_compiles(compiled, cc):
     assert not failures, f"{len(failures)} targets failed for sm_{cc}:\n" + "\n".join(failures)
     missing = [r["target"] for r in records if not (r["ptx"] and r["cubin"])]
     assert not missing, f"no PTX or cubin for: {missing}"
+    scalar = [r["target"] for r in records if r["aligned"] and not r["vector_loads"]]
+    assert not scalar, f"aligned targets without vector loads: {scalar}"
 
 
 if __name__ == "__main__":

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from attrstream.engine.errors import ConfigError
-from attrstream.kernels.grad_cam import grad_cam, grad_cam_torch
 from captum.attr import LayerGradCam
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.kernels._cases import BACKENDS
-from tests.kernels._map_checks import (
-    MAP_LAYOUTS,
-    assert_map_matches,
-    forced_blocks,
-    make_input,
-    no_map_launch,
-)
-
-f32, f16, bf16 = torch.float32, torch.float16, torch.bfloat16
+from attrstream.engine.errors import ConfigError
+from attrstream.kernels.grad_cam import grad_cam, grad_cam_torch
+from tests.kernels._cases import ALL_LAYOUTS, BACKENDS, DEVICE, SMALL_SHAPES, bf16, f16, f32, f64, make_nchw
+from tests.kernels._map_checks import SMALL_BLOCKS, assert_map_matches, forced_blocks, no_map_launch
 
 CASES = [
     # (N, C, H, W), a layout, g layout, dtype, out dtype
@@ -33,20 +25,14 @@ CASES = [
 
 
 def _reference(a: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return grad_cam_torch(a.double(), g.double(), torch.float64)
-
-
-def _positive(shape, dtype, layout, seed):
-    # Activations after a ReLU are non-negative: with random gradients most CAM maps then have
-    # both signs before the ReLU, so the ReLU is exercised without zeroing whole maps.
-    return make_input(shape, torch.float64, layout, seed=seed).abs().to(dtype)
+    return grad_cam_torch(f64(a), f64(g), torch.float64)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("shape", "a_layout", "g_layout", "dtype", "out_dtype"), CASES)
 def test_matches_float64_reference(backend, shape, a_layout, g_layout, dtype, out_dtype):
-    a = make_input(shape, dtype, a_layout, seed=1)
-    g = make_input(shape, dtype, g_layout, seed=2)
+    a = make_nchw(shape, dtype, a_layout, seed=1)
+    g = make_nchw(shape, dtype, g_layout, seed=2)
     got = grad_cam(a, g, out_dtype, backend=backend)
     assert_map_matches(got, _reference(a, g), dtype, out_dtype)
     assert bool((got[0] >= 0).all())
@@ -54,14 +40,13 @@ def test_matches_float64_reference(backend, shape, a_layout, g_layout, dtype, ou
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @given(
-    n=st.integers(1, 3), c=st.integers(1, 19), h=st.integers(1, 9), w=st.integers(1, 9),
-    a_layout=st.sampled_from(MAP_LAYOUTS), g_layout=st.sampled_from(MAP_LAYOUTS),
-    blocks=st.sampled_from([(1, 2), (2, 4), (4, 2)]), seed=st.integers(0, 2**16),
+    shape=SMALL_SHAPES, a_layout=st.sampled_from(ALL_LAYOUTS), g_layout=st.sampled_from(ALL_LAYOUTS),
+    blocks=SMALL_BLOCKS, seed=st.integers(0, 2**16),
 )  # fmt: skip
 @settings(max_examples=10, deadline=None)
-def test_fuzz_shapes_layouts_small_blocks(backend, n, c, h, w, a_layout, g_layout, blocks, seed):
-    a = make_input((n, c, h, w), f32, a_layout, seed=seed)
-    g = make_input((n, c, h, w), f32, g_layout, seed=seed + 1)
+def test_fuzz_shapes_layouts_small_blocks(backend, shape, a_layout, g_layout, blocks, seed):
+    a = make_nchw(shape, f32, a_layout, seed=seed)
+    g = make_nchw(shape, f32, g_layout, seed=seed + 1)
     with forced_blocks(blocks):
         got = grad_cam(a, g, f32, backend=backend)
     assert_map_matches(got, _reference(a, g), f32, f32)
@@ -69,24 +54,27 @@ def test_fuzz_shapes_layouts_small_blocks(backend, n, c, h, w, a_layout, g_layou
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_matches_captum_layer_grad_cam(backend):
+    # Model and Captum run on CPU; the op gets the very same activation and gradient on the test device.
     conv = torch.nn.Conv2d(3, 6, 3)
     model = torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(4))
-    x = make_input((3, 3, 11, 9), f32, "contiguous")
+    x = make_nchw((3, 3, 11, 9)).cpu()
     model(x)  # materialise the lazy layer
     target = torch.tensor([2, 0, 3])
     want = LayerGradCam(model, conv).attribute(x, target=target, relu_attributions=True)[:, 0].detach()
 
     a = conv(x)
     (g,) = torch.autograd.grad(model[1:](a).gather(1, target[:, None]).sum(), a)
-    values, scale = grad_cam(a.detach(), g, f32, backend=backend)
+    values, scale = (t.cpu() for t in grad_cam(a.detach().to(DEVICE), g.to(DEVICE), f32, backend=backend))
     assert bool((want > 0).any()) and bool((want == 0).any())  # the ReLU clips part of each map
     torch.testing.assert_close(values * scale[:, None, None], want, rtol=1e-5, atol=1e-6 * float(want.max()))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_negative_map_is_all_zero_with_scale_one(backend):
-    a = _positive((2, 5, 6, 4), f32, "contiguous", seed=0)
-    g = _positive((2, 5, 6, 4), f32, "contiguous", seed=1)
+    # Activations after a ReLU are non-negative: with non-negative gradients too, every weight of
+    # example 0 is positive; negated, every weight of example 1 is negative.
+    a = make_nchw((2, 5, 6, 4), seed=0).abs()
+    g = make_nchw((2, 5, 6, 4), seed=1).abs()
     g[1] = -g[1]  # every weight negative on non-negative activations: the CAM is ReLU'd to zero
     values, scale = grad_cam(a, g, f16, backend=backend)
     assert scale[1] == 1.0 and bool((values[1] == 0).all())
@@ -97,8 +85,8 @@ def test_negative_map_is_all_zero_with_scale_one(backend):
 @pytest.mark.parametrize(("tensor", "where"), [("a", (1, 66, 2, 3)), ("g", (1, 3, 0, 0))])
 @pytest.mark.filterwarnings("ignore:All-NaN slice encountered:RuntimeWarning")  # numpy under the interpreter
 def test_nan_stays_in_its_example(backend, tensor, where):
-    a = make_input((3, 70, 6, 5), f32, "contiguous", seed=1)
-    g = make_input((3, 70, 6, 5), f32, "channels_last", seed=2)
+    a = make_nchw((3, 70, 6, 5), f32, "contiguous", seed=1)
+    g = make_nchw((3, 70, 6, 5), f32, "channels_last", seed=2)
     clean = grad_cam(a, g, f16, backend=backend)
     {"a": a, "g": g}[tensor][where] = float("nan")
     got = grad_cam(a, g, f16, backend=backend)
@@ -109,9 +97,9 @@ def test_nan_stays_in_its_example(backend, tensor, where):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_empty_batch_and_invalid_input(backend):
-    a = torch.randn(0, 4, 5, 3)
+    a = torch.randn(0, 4, 5, 3, device=DEVICE)
     with no_map_launch():
         values, scale = grad_cam(a, a, backend=backend)
     assert values.shape == (0, 5, 3) and scale.shape == (0,)
     with pytest.raises(ConfigError, match=r"grad_cam: expected g of the same shape as a"):
-        grad_cam(torch.ones(1, 4, 5, 3), torch.ones(1, 4, 3, 5), backend=backend)
+        grad_cam(torch.ones(1, 4, 5, 3, device=DEVICE), torch.ones(1, 4, 3, 5, device=DEVICE), backend=backend)

@@ -6,25 +6,28 @@ from unittest import mock
 
 import pytest
 import torch
-from attrstream.engine.errors import ConfigError
-from attrstream.kernels import _maps, channel_stats
-from attrstream.kernels.channel_stats import channel_stats_torch
-from attrstream.kernels.grad_cam import grad_cam, grad_cam_torch
-from attrstream.kernels.layer_maps import layer_maps
-from attrstream.kernels.product_map import REDUCES, product_map, product_map_torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.kernels._cases import BACKENDS, TOLERANCE
-from tests.kernels._map_checks import (
-    MAP_LAYOUTS,
-    assert_map_matches,
-    forced_blocks,
-    make_input,
-    no_map_launch,
+from attrstream.engine.errors import ConfigError
+from attrstream.kernels import _maps, channel_stats
+from attrstream.kernels.grad_cam import grad_cam, grad_cam_torch
+from attrstream.kernels.layer_maps import layer_maps
+from attrstream.kernels.product_map import REDUCES, product_map, product_map_torch
+from tests.kernels._cases import (
+    ALL_LAYOUTS,
+    BACKENDS,
+    DEVICE,
+    SMALL_SHAPES,
+    assert_stats_match,
+    bf16,
+    expected_stats,
+    f16,
+    f32,
+    f64,
+    make_nchw,
 )
-
-f32, f16, bf16 = torch.float32, torch.float16, torch.bfloat16
+from tests.kernels._map_checks import SMALL_BLOCKS, assert_map_matches, forced_blocks, no_map_launch
 
 CASES = [
     # (N, C, H, W), a layout, g layout, dtype, reduce, out dtype
@@ -38,8 +41,8 @@ CASES = [
 
 def _check_against_float64(got, a, g, reduce, dtype, out_dtype):
     stats, grad_x_act, cam = got
-    a64, g64 = a.double(), g.double()
-    torch.testing.assert_close(stats, channel_stats_torch(a64).float(), equal_nan=True, **TOLERANCE[dtype])
+    a64, g64 = f64(a), f64(g)
+    assert_stats_match(stats, expected_stats(a), dtype)
     assert_map_matches(grad_x_act, product_map_torch(a64, g64, reduce, torch.float64), dtype, out_dtype)
     assert_map_matches(cam, grad_cam_torch(a64, g64, torch.float64), dtype, out_dtype)
 
@@ -47,16 +50,16 @@ def _check_against_float64(got, a, g, reduce, dtype, out_dtype):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("shape", "a_layout", "g_layout", "dtype", "reduce", "out_dtype"), CASES)
 def test_matches_float64_reference(backend, shape, a_layout, g_layout, dtype, reduce, out_dtype):
-    a = make_input(shape, dtype, a_layout, seed=1)
-    g = make_input(shape, dtype, g_layout, seed=2)
+    a = make_nchw(shape, dtype, a_layout, seed=1)
+    g = make_nchw(shape, dtype, g_layout, seed=2)
     _check_against_float64(layer_maps(a, g, reduce, out_dtype, backend=backend), a, g, reduce, dtype, out_dtype)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("reduce", REDUCES)
 def test_equals_the_three_separate_ops(backend, reduce):
-    a = make_input((3, 5, 6, 5), f16, "channels_last", seed=1)
-    g = make_input((3, 5, 6, 5), f16, "channels_last", seed=2)
+    a = make_nchw((3, 5, 6, 5), f16, "channels_last", seed=1)
+    g = make_nchw((3, 5, 6, 5), f16, "channels_last", seed=2)
     stats, grad_x_act, cam = layer_maps(a, g, reduce, f16, backend=backend)
     assert torch.equal(stats, channel_stats.channel_stats(a, backend=backend))
     separate = product_map(a, g, reduce, f16, backend=backend)
@@ -68,8 +71,8 @@ def test_equals_the_three_separate_ops(backend, reduce):
 
 
 def test_triton_reads_inputs_in_two_launches():
-    a = make_input((2, 5, 7, 5), f32, "contiguous", seed=1)
-    g = make_input((2, 5, 7, 5), f32, "contiguous", seed=2)
+    a = make_nchw((2, 5, 7, 5), f32, "contiguous", seed=1)
+    g = make_nchw((2, 5, 7, 5), f32, "contiguous", seed=2)
     calls = []
 
     class Counted:
@@ -91,14 +94,13 @@ def test_triton_reads_inputs_in_two_launches():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @given(
-    n=st.integers(1, 3), c=st.integers(1, 19), h=st.integers(1, 9), w=st.integers(1, 9),
-    a_layout=st.sampled_from(MAP_LAYOUTS), g_layout=st.sampled_from(MAP_LAYOUTS), reduce=st.sampled_from(REDUCES),
-    blocks=st.sampled_from([(1, 2), (2, 4), (4, 2)]), seed=st.integers(0, 2**16),
+    shape=SMALL_SHAPES, a_layout=st.sampled_from(ALL_LAYOUTS), g_layout=st.sampled_from(ALL_LAYOUTS),
+    reduce=st.sampled_from(REDUCES), blocks=SMALL_BLOCKS, seed=st.integers(0, 2**16),
 )  # fmt: skip
 @settings(max_examples=10, deadline=None)
-def test_fuzz_shapes_layouts_small_blocks(backend, n, c, h, w, a_layout, g_layout, reduce, blocks, seed):
-    a = make_input((n, c, h, w), f32, a_layout, seed=seed)
-    g = make_input((n, c, h, w), f32, g_layout, seed=seed + 1)
+def test_fuzz_shapes_layouts_small_blocks(backend, shape, a_layout, g_layout, reduce, blocks, seed):
+    a = make_nchw(shape, f32, a_layout, seed=seed)
+    g = make_nchw(shape, f32, g_layout, seed=seed + 1)
     with forced_blocks(blocks):
         got = layer_maps(a, g, reduce, f32, backend=backend)
     _check_against_float64(got, a, g, reduce, f32, f32)
@@ -107,8 +109,8 @@ def test_fuzz_shapes_layouts_small_blocks(backend, n, c, h, w, a_layout, g_layou
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.filterwarnings("ignore:All-NaN slice encountered:RuntimeWarning")  # numpy under the interpreter
 def test_nan_stays_in_its_example(backend):
-    a = make_input((3, 6, 6, 5), f32, "contiguous", seed=1)
-    g = make_input((3, 6, 6, 5), f32, "contiguous", seed=2)
+    a = make_nchw((3, 6, 6, 5), f32, "contiguous", seed=1)
+    g = make_nchw((3, 6, 6, 5), f32, "contiguous", seed=2)
     with forced_blocks((4, 8)):  # the NaN lands in the channel tail of the second block
         clean = layer_maps(a, g, "max_abs", f16, backend=backend)
         a[1, 5, 2, 3] = float("nan")
@@ -122,10 +124,10 @@ def test_nan_stays_in_its_example(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_empty_batch_and_invalid_input(backend):
-    a = torch.randn(0, 4, 5, 3)
+    a = torch.randn(0, 4, 5, 3, device=DEVICE)
     with no_map_launch():
         stats, (gxa, gxa_scale), (cam, cam_scale) = layer_maps(a, a, backend=backend)
     assert stats.shape == (0, 4, 5) and gxa.shape == cam.shape == (0, 5, 3)
     assert gxa_scale.shape == cam_scale.shape == (0,)
     with pytest.raises(ConfigError, match=r"layer_maps: expected reduce in \(sum, abs_sum, l2, max_abs\)"):
-        layer_maps(torch.ones(1, 4, 5, 3), torch.ones(1, 4, 5, 3), "mean", backend=backend)
+        layer_maps(torch.ones(1, 4, 5, 3, device=DEVICE), torch.ones(1, 4, 5, 3, device=DEVICE), "mean", backend=backend)

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from attrstream.engine.errors import ConfigError
-from attrstream.kernels.product_map import REDUCES, product_map, product_map_torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.kernels._cases import BACKENDS
-from tests.kernels._map_checks import (
-    MAP_LAYOUTS,
-    assert_map_matches,
-    forced_blocks,
-    make_input,
-    no_map_launch,
-)
-
-f32, f16, bf16 = torch.float32, torch.float16, torch.bfloat16
+from attrstream.engine.errors import ConfigError
+from attrstream.kernels.product_map import REDUCES, product_map, product_map_torch
+from tests.kernels._cases import ALL_LAYOUTS, BACKENDS, DEVICE, SMALL_SHAPES, bf16, f16, f32, f64, make_nchw
+from tests.kernels._map_checks import SMALL_BLOCKS, assert_map_matches, forced_blocks, no_map_launch
 
 CASES = [
     # (N, C, H, W), x layout, g layout, dtype, reduce, out dtype
@@ -35,29 +27,27 @@ CASES = [
 
 
 def _reference(x: torch.Tensor, g: torch.Tensor, reduce: str) -> tuple[torch.Tensor, torch.Tensor]:
-    return product_map_torch(x.double(), g.double(), reduce, torch.float64)
+    return product_map_torch(f64(x), f64(g), reduce, torch.float64)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("shape", "x_layout", "g_layout", "dtype", "reduce", "out_dtype"), CASES)
 def test_matches_float64_reference(backend, shape, x_layout, g_layout, dtype, reduce, out_dtype):
-    x = make_input(shape, dtype, x_layout, seed=1)
-    g = make_input(shape, dtype, g_layout, seed=2)
+    x = make_nchw(shape, dtype, x_layout, seed=1)
+    g = make_nchw(shape, dtype, g_layout, seed=2)
     got = product_map(x, g, reduce, out_dtype, backend=backend)
     assert_map_matches(got, _reference(x, g, reduce), dtype, out_dtype)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @given(
-    n=st.integers(1, 3), c=st.integers(1, 19), h=st.integers(1, 9), w=st.integers(1, 9),
-    x_layout=st.sampled_from(MAP_LAYOUTS), g_layout=st.sampled_from(MAP_LAYOUTS),
-    reduce=st.sampled_from(REDUCES), blocks=st.sampled_from([(1, 2), (2, 4), (4, 2)]),
-    seed=st.integers(0, 2**16),
+    shape=SMALL_SHAPES, x_layout=st.sampled_from(ALL_LAYOUTS), g_layout=st.sampled_from(ALL_LAYOUTS),
+    reduce=st.sampled_from(REDUCES), blocks=SMALL_BLOCKS, seed=st.integers(0, 2**16),
 )  # fmt: skip
 @settings(max_examples=12, deadline=None)
-def test_fuzz_shapes_layouts_small_blocks(backend, n, c, h, w, x_layout, g_layout, reduce, blocks, seed):
-    x = make_input((n, c, h, w), f32, x_layout, seed=seed)
-    g = make_input((n, c, h, w), f32, g_layout, seed=seed + 1)
+def test_fuzz_shapes_layouts_small_blocks(backend, shape, x_layout, g_layout, reduce, blocks, seed):
+    x = make_nchw(shape, f32, x_layout, seed=seed)
+    g = make_nchw(shape, f32, g_layout, seed=seed + 1)
     with forced_blocks(blocks):
         got = product_map(x, g, reduce, f32, backend=backend)
     assert_map_matches(got, _reference(x, g, reduce), f32, f32)
@@ -65,7 +55,7 @@ def test_fuzz_shapes_layouts_small_blocks(backend, n, c, h, w, x_layout, g_layou
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_empty_batch_returns_empty_without_launch(backend):
-    x = torch.randn(0, 4, 5, 3)
+    x = torch.randn(0, 4, 5, 3, device=DEVICE)
     with no_map_launch():
         values, scale = product_map(x, x, "sum", f16, backend=backend)
     assert values.shape == (0, 5, 3) and values.dtype == f16
@@ -75,8 +65,8 @@ def test_empty_batch_returns_empty_without_launch(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("reduce", REDUCES)
 def test_all_zero_map_has_scale_one(backend, reduce):
-    x = make_input((3, 5, 7, 5), f32, "contiguous")
-    g = make_input((3, 5, 7, 5), f32, "channels_last", seed=1)
+    x = make_nchw((3, 5, 7, 5), f32, "contiguous")
+    g = make_nchw((3, 5, 7, 5), f32, "channels_last", seed=1)
     x[1] = 0.0
     values, scale = product_map(x, g, reduce, f16, backend=backend)
     assert scale[1].item() == 1.0
@@ -90,8 +80,8 @@ def test_all_zero_map_has_scale_one(backend, reduce):
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf / inf in numpy
 def test_non_finite_stays_in_its_example(backend, reduce, bad):
     shape = (3, 70, 6, 5)  # two channel blocks of the 64x32 tile: the bad value is in the tail
-    x = make_input(shape, f32, "contiguous")
-    g = make_input(shape, f32, "contiguous", seed=1)
+    x = make_nchw(shape, f32, "contiguous")
+    g = make_nchw(shape, f32, "contiguous", seed=1)
     clean = product_map(x, g, reduce, f16, backend=backend)
     x[1, 66, 2, 3] = bad
     got = product_map(x, g, reduce, f16, backend=backend)
@@ -103,8 +93,8 @@ def test_non_finite_stays_in_its_example(backend, reduce, bad):
 
 def test_scale_keeps_tiny_gradients_in_float16():
     # Raw gradients of 1e-9 underflow in float16; the scaled values keep full relative precision.
-    x = make_input((2, 3, 7, 5), f32, "contiguous")
-    g = make_input((2, 3, 7, 5), f32, "contiguous", seed=1) * 1e-9
+    x = make_nchw((2, 3, 7, 5), f32, "contiguous")
+    g = make_nchw((2, 3, 7, 5), f32, "contiguous", seed=1) * 1e-9
     values, scale = product_map_torch(x, g, "sum", f16)
     assert bool((values.abs().amax((1, 2)) == 1).all())
     assert_map_matches((values, scale), _reference(x, g, "sum"), f32, f16)
@@ -112,7 +102,7 @@ def test_scale_keeps_tiny_gradients_in_float16():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_rejects_float64_on_triton_only(backend):
-    x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, device=DEVICE)
     if backend == "triton":
         with pytest.raises(ConfigError, match="Expected map inputs of dtype float32, float16, bfloat16"):
             product_map(x, x, backend=backend)
@@ -135,4 +125,4 @@ def test_rejects_float64_on_triton_only(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_invalid_inputs_raise_config_error(backend, x, g, kwargs, message):
     with pytest.raises(ConfigError, match=message):
-        product_map(x, g, backend=backend, **kwargs)
+        product_map(x.to(DEVICE), g.to(DEVICE), backend=backend, **kwargs)

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from attrstream.engine.errors import ConfigError
-from attrstream.kernels.saliency import REDUCES, saliency, saliency_torch
 from captum.attr import Saliency
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.kernels._cases import BACKENDS
-from tests.kernels._map_checks import (
-    MAP_LAYOUTS,
-    assert_map_matches,
-    forced_blocks,
-    make_input,
-    no_map_launch,
-)
-
-f32, f16, bf16 = torch.float32, torch.float16, torch.bfloat16
+from attrstream.engine.errors import ConfigError
+from attrstream.kernels.saliency import REDUCES, saliency, saliency_torch
+from tests.kernels._cases import ALL_LAYOUTS, BACKENDS, DEVICE, SMALL_SHAPES, bf16, f16, f32, f64, make_nchw
+from tests.kernels._map_checks import SMALL_BLOCKS, assert_map_matches, forced_blocks, no_map_launch
 
 CASES = [
     # (N, C, H, W), layout, dtype, reduce, out dtype
@@ -33,25 +25,24 @@ CASES = [
 
 
 def _reference(g: torch.Tensor, reduce: str) -> tuple[torch.Tensor, torch.Tensor]:
-    return saliency_torch(g.double(), reduce, torch.float64)
+    return saliency_torch(f64(g), reduce, torch.float64)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("shape", "layout", "dtype", "reduce", "out_dtype"), CASES)
 def test_matches_float64_reference(backend, shape, layout, dtype, reduce, out_dtype):
-    g = make_input(shape, dtype, layout)
+    g = make_nchw(shape, dtype, layout)
     assert_map_matches(saliency(g, reduce, out_dtype, backend=backend), _reference(g, reduce), dtype, out_dtype)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @given(
-    n=st.integers(1, 3), c=st.integers(1, 19), h=st.integers(1, 9), w=st.integers(1, 9),
-    layout=st.sampled_from(MAP_LAYOUTS), reduce=st.sampled_from(REDUCES),
-    blocks=st.sampled_from([(1, 2), (2, 4), (4, 2)]), seed=st.integers(0, 2**16),
+    shape=SMALL_SHAPES, layout=st.sampled_from(ALL_LAYOUTS), reduce=st.sampled_from(REDUCES),
+    blocks=SMALL_BLOCKS, seed=st.integers(0, 2**16),
 )  # fmt: skip
 @settings(max_examples=10, deadline=None)
-def test_fuzz_shapes_layouts_small_blocks(backend, n, c, h, w, layout, reduce, blocks, seed):
-    g = make_input((n, c, h, w), f32, layout, seed=seed)
+def test_fuzz_shapes_layouts_small_blocks(backend, shape, layout, reduce, blocks, seed):
+    g = make_nchw(shape, f32, layout, seed=seed)
     with forced_blocks(blocks):
         got = saliency(g, reduce, f32, backend=backend)
     assert_map_matches(got, _reference(g, reduce), f32, f32)
@@ -59,13 +50,14 @@ def test_fuzz_shapes_layouts_small_blocks(backend, n, c, h, w, layout, reduce, b
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_matches_captum_saliency(backend):
+    # Model and Captum run on CPU; the op gets the very same gradient on the test device.
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(5))
-    x = make_input((3, 3, 9, 7), f32, "contiguous").requires_grad_()
+    x = make_nchw((3, 3, 9, 7)).cpu().requires_grad_()
     model(x)  # materialise the lazy layer
     target = torch.tensor([0, 3, 1])
     want = Saliency(model).attribute(x, target=target, abs=True).amax(1)
     (g,) = torch.autograd.grad(model(x).gather(1, target[:, None]).sum(), x)
-    values, scale = saliency(g, "max_abs", f32, backend=backend)
+    values, scale = (t.cpu() for t in saliency(g.to(DEVICE), "max_abs", f32, backend=backend))
     torch.testing.assert_close(values * scale[:, None, None], want, rtol=1e-6, atol=0)
 
 
@@ -73,7 +65,7 @@ def test_matches_captum_saliency(backend):
 @pytest.mark.parametrize("reduce", REDUCES)
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf / inf in numpy
 def test_non_finite_stays_in_its_example(backend, reduce):
-    g = make_input((3, 70, 6, 5), f32, "contiguous")
+    g = make_nchw((3, 70, 6, 5), f32, "contiguous")
     clean = saliency(g, reduce, f16, backend=backend)
     g[1, 66, 2, 3] = float("nan")
     g[2, 1, 0, 0] = float("-inf")
@@ -86,7 +78,7 @@ def test_non_finite_stays_in_its_example(backend, reduce):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_zero_gradient_and_empty_batch(backend):
-    g = make_input((2, 4, 5, 3), f32, "channels_last")
+    g = make_nchw((2, 4, 5, 3), f32, "channels_last")
     g[0] = 0.0
     values, scale = saliency(g, backend=backend)
     assert scale[0] == 1.0 and bool((values[0] == 0).all())
@@ -97,4 +89,4 @@ def test_zero_gradient_and_empty_batch(backend):
 
 def test_signed_sum_is_not_a_saliency():
     with pytest.raises(ConfigError, match=r"expected reduce in \(max_abs, abs_sum, l2\), got 'sum'"):
-        saliency(torch.ones(1, 2, 3, 3), "sum")
+        saliency(torch.ones(1, 2, 3, 3, device=DEVICE), "sum")

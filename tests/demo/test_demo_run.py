@@ -1,0 +1,48 @@
+"""``attrstream demo`` end to end, as a user runs it: a real subprocess, store, report and scores."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attrstream.engine import open_run
+
+pytestmark = pytest.mark.slow
+
+
+def demo(out: Path, cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ATTRSTREAM_CACHE": str(cache)}
+    return subprocess.run([sys.executable, "-m", "attrstream.engine", "demo", "--out", str(out), "--n", "96",
+                           "--no-progress"], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_demo_writes_store_report_and_localization_scores(tmp_path, default_model):
+    _, info = default_model
+    out = tmp_path / "demo"
+    proc = demo(out, info.cache_path.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert "held-out accuracy" in proc.stdout and "cached" in proc.stdout  # the session's model was reused
+
+    run = open_run(out / "run.zarr")
+    assert run.complete and run.n == 96
+    assert set(run.methods) == {"grad_x_input", "saliency", "smoothgrad", "integrated_gradients"}
+    assert run.inputs()["mask"].shape == (96, 64, 64)
+
+    rows = {row["method"]: row for row in json.loads((out / "localization.json").read_text())}
+    assert rows["grad_x_input"]["pointing"] >= 0.85
+    assert all(row["energy"] > row["chance"] for row in rows.values()), rows
+    assert re.search(r"grad_x_input\s+[01]\.\d{3}", proc.stdout)
+
+    index = (out / "report" / "index.html").read_text()
+    pngs = re.findall(r'src="([^"]+\.png)"', index)
+    assert pngs and all((out / "report" / p).is_file() for p in pngs)
+
+    again = demo(out, info.cache_path.parent)  # the finished store is resumed, not recomputed
+    assert again.returncode == 0, again.stderr
+    assert "1 of 1 units already done" in again.stderr
