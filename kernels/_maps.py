@@ -11,6 +11,7 @@ the scaling; the ops differ only in what they pass. The torch halves (``reduce_c
 from __future__ import annotations
 
 import torch
+
 from attrstream.engine.errors import ConfigError
 from attrstream.kernels._aot import CompileTarget, aligned
 from attrstream.kernels._backend import triton_import_error

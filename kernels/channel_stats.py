@@ -23,6 +23,7 @@ same pass: the per-(n, c) half of ``layer_maps`` (Grad-CAM weights), reading ``a
 from __future__ import annotations
 
 import torch
+
 from attrstream.engine.errors import ConfigError
 from attrstream.kernels._aot import CompileTarget, aligned
 from attrstream.kernels._backend import Backend, dispatch, triton_import_error

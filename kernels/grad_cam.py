@@ -9,6 +9,7 @@ mean of ``g`` (one read of ``g``, fp32 accumulation), then the shared channel-ma
 from __future__ import annotations
 
 import torch
+
 from attrstream.kernels import _maps
 from attrstream.kernels._aot import CompileTarget
 from attrstream.kernels._backend import Backend, dispatch

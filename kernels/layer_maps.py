@@ -10,6 +10,7 @@ and Σ_c mean(g)·a from the same loads, then both maps are scaled in one launch
 from __future__ import annotations
 
 import torch
+
 from attrstream.kernels import _maps
 from attrstream.kernels._aot import CompileTarget
 from attrstream.kernels._backend import Backend, dispatch

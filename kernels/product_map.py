@@ -9,6 +9,7 @@ The map comes back as ``values`` (map / scale in ``out_dtype``) and a per-exampl
 from __future__ import annotations
 
 import torch
+
 from attrstream.kernels import _maps
 from attrstream.kernels._aot import CompileTarget
 from attrstream.kernels._backend import Backend, dispatch

@@ -7,6 +7,7 @@ The shared channel-map kernel (``_maps``) with the gradient alone: one read of `
 from __future__ import annotations
 
 import torch
+
 from attrstream.kernels import _maps
 from attrstream.kernels._aot import CompileTarget
 from attrstream.kernels._backend import Backend, dispatch

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+
 from attrstream.engine.errors import StoreError
 from attrstream.engine.store.layout import compressors_for
 from attrstream.engine.store.lock import WriterLock

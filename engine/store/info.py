@@ -7,6 +7,7 @@ import os
 import warnings
 
 import zarr
+
 from attrstream.engine.store.reader import open_run
 
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 import zarr
-from attrstream.engine.store.spec import SCHEMA_VERSION, STAT_NAMES, RunSpec
 from zarr.codecs import BloscCodec, Crc32cCodec
+
+from attrstream.engine.store.spec import SCHEMA_VERSION, STAT_NAMES, RunSpec
 
 # Not stored in the array metadata: every handle that writes must carry it (see StoreWriter).
 WRITE_CONFIG = {"write_empty_chunks": True}

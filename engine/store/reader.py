@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+
 from attrstream.engine.errors import StoreError, close_matches
 from attrstream.engine.store.resume import read_root_meta
 from attrstream.engine.store.spec import RunSpec

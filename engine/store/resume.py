@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+
 from attrstream.engine.errors import FingerprintMismatchError, StoreError, StoreLockedError
 from attrstream.engine.store.layout import create_layout
 from attrstream.engine.store.lock import LOCK_SUFFIX, WriterLock, live_locks

@@ -21,6 +21,7 @@ from types import TracebackType
 
 import numpy as np
 import zarr
+
 from attrstream.engine.errors import StoreError, WriterError
 from attrstream.engine.store.finalize import finalize_store
 from attrstream.engine.store.layout import WRITE_CONFIG, example_arrays

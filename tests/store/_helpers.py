@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
 from attrstream.engine.store import LayerSpec, RunSpec, StoreWriter, array_specs, example_arrays
 
 

@@ -11,7 +11,6 @@ import time
 
 import attrstream.engine.store.writer as writer_module
 from attrstream.engine.store import StoreWriter
-
 from tests.store._helpers import feed, small_spec
 
 CRASH_SPEC = dict(n=22, unit=4)  # 6 units, the last one short

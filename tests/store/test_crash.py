@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from attrstream.engine.errors import StoreLockedError
 from attrstream.engine.store import StoreWriter, open_run
-
 from tests.store._helpers import assert_stores_equal, small_spec, write_run
 from tests.store._slow_writer import CRASH_SPEC
 

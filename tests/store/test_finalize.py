@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 import zarr
+
 from attrstream.engine.errors import StoreError
 from attrstream.engine.store import LayerSpec, StoreWriter, finalize_store, open_run
-
 from tests.store._helpers import rows, small_spec, write_run
 
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 import zarr
+
 from attrstream.engine.errors import FingerprintMismatchError, StoreError
 from attrstream.engine.store import StoreWriter, open_run
-
 from tests.store._helpers import assert_stores_equal, feed, rows, small_spec, write_run
 
 

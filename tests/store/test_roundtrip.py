@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
+
 from attrstream.engine import open_run as lazy_open_run
 from attrstream.engine.errors import StoreError
 from attrstream.engine.store import STAT_NAMES, StoreWriter, describe_store, open_run
-
 from tests.store._helpers import raw_maps, rows, small_spec, write_run
 
 VARIANTS = [

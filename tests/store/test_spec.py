@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from attrstream.engine.errors import ConfigError
 from attrstream.engine.store import LayerSpec, RunSpec
-
 from tests.store._helpers import small_spec
 
 

@@ -6,12 +6,12 @@ import errno
 import threading
 import time
 
-import attrstream.engine.store.writer as writer_module
 import numpy as np
 import pytest
+
+import attrstream.engine.store.writer as writer_module
 from attrstream.engine.errors import StoreError, WriterError
 from attrstream.engine.store import StoreWriter, open_run
-
 from tests.store._helpers import assert_stores_equal, feed, rows, small_spec, write_run
 
 
