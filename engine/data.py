@@ -119,7 +119,8 @@ class IndexedItems(Dataset):
         return len(self.source)  # type: ignore[arg-type]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, torch.Tensor, str]:
-        mask = torch.zeros(self.example_shape[-2:], dtype=torch.uint8)
+        # Without masks an empty placeholder: a [H, W] zero mask per item cost a collate copy per batch.
+        mask = torch.zeros(self.example_shape[-2:] if self.has_mask else (0,), dtype=torch.uint8)
         try:
             x, label = split_item(self.source[i])
             if self.has_mask:

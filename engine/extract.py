@@ -7,7 +7,8 @@ the sweep copies them to the host once per batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from contextlib import nullcontext
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,7 @@ from attrstream.kernels.layer_maps import layer_maps
 from attrstream.kernels.product_map import product_map
 from attrstream.kernels.saliency import saliency
 from torch import nn
+from torch.func import functional_call
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,8 @@ def as_grid(t: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
     return t[:, dropped:, :].reshape(n, h, w, c).permute(0, 3, 1, 2)
 
 
-def _forward(model: nn.Module, x: torch.Tensor, autocast: bool) -> torch.Tensor:
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+def _forward(model: Callable[[torch.Tensor], object], x: torch.Tensor, autocast: bool) -> torch.Tensor:
+    with torch.autocast(x.device.type, dtype=torch.bfloat16) if autocast else nullcontext():  # meta has no autocast
         logits = model(x)
     if isinstance(logits, (tuple, list)):
         logits = logits[0]
@@ -187,9 +189,25 @@ def extract_batch(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, plan:
 
 
 def layer_shapes(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module]) -> tuple[int, dict[str, tuple[int, ...]]]:
-    """Number of classes and each layer's output shape (without the batch axis), from one forward."""
+    """Number of classes and each layer's output shape (without the batch axis), from one forward.
+
+    The forward runs on the meta device (parameters swapped for meta tensors, nothing computed):
+    on a loaded 2-core machine a real one-image ResNet-18 forward costs ~1.7 s, 5% of a 64-image
+    sweep. Models that cannot run on meta (value-dependent code) get a real forward instead.
+    """
+    meta = {name: torch.empty_like(t, device="meta") for name, t in (*model.named_parameters(), *model.named_buffers())}
+    try:
+        return _probe(model, x.to("meta"), layers, meta)
+    except Exception:
+        return _probe(model, x, layers, None)
+
+
+def _probe(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module], tensors: dict[str, torch.Tensor] | None):
     with torch.no_grad(), capture_outputs(model, layers) as captured:
-        logits = _forward(model, x, autocast=False)
+        if tensors is None:
+            logits = _forward(model, x, autocast=False)
+        else:
+            logits = _forward(lambda v: functional_call(model, tensors, (v,)), x, autocast=False)
     missing: Sequence[str] = [n for n in layers if n not in captured]
     if missing:
         raise ModelError(f"Layer(s) {', '.join(missing)} did not run in the forward pass; pick layers on the path to the output.")

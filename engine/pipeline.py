@@ -159,11 +159,26 @@ class _NonFiniteWarner:
             )
 
 
-def sweep(model: nn.Module, dataset: Dataset, out: str | os.PathLike, config: SweepConfig | None = None, **options: Any):
+@dataclass
+class SweepStats:
+    """How this rank's store writer kept up, filled in by :func:`sweep` when passed ``stats=``.
+
+    ``writer_idle_fraction`` near 1 means the writer thread waited for work (never the
+    bottleneck); ``append_wait_s`` is the time compute spent blocked on a full writer.
+    """
+
+    units_written: int = 0
+    writer_idle_fraction: float = 1.0
+    append_wait_s: float = 0.0
+
+
+def sweep(model: nn.Module, dataset: Dataset, out: str | os.PathLike, config: SweepConfig | None = None, *,
+          stats: SweepStats | None = None, **options: Any):
     """Run a sweep of ``model`` over ``dataset`` into the store ``out`` and return the opened run.
 
     ``options`` are :class:`SweepConfig` fields (``layers``, ``methods``, ``target``, ``batch_size``,
     ``unit``, ``device``, ``dtype``, ...). An existing store with the same configuration is resumed.
+    ``stats``, when given, receives the writer's measurements (benchmarks).
     """
     cfg = config if config is not None else SweepConfig(**{k: tuple(v) if k in ("layers", "methods") and v is not None and not isinstance(v, str) else v for k, v in options.items()})
     if config is not None and options:
@@ -171,12 +186,13 @@ def sweep(model: nn.Module, dataset: Dataset, out: str | os.PathLike, config: Sw
     input_methods, layer_methods = split_methods(cfg.methods)
     ctx = rank_context(cfg.device)
     try:
-        return _sweep(model, dataset, out, cfg, ctx, input_methods, layer_methods)
+        return _sweep(model, dataset, out, cfg, ctx, input_methods, layer_methods, stats)
     finally:
         ctx.close()
 
 
-def _sweep(model, dataset, out, cfg: SweepConfig, ctx: RankContext, input_methods, layer_methods):
+def _sweep(model, dataset, out, cfg: SweepConfig, ctx: RankContext, input_methods, layer_methods,
+           stats: SweepStats | None):
     device = torch.device(f"cuda:{ctx.local_rank}" if cfg.device == "cuda" and ctx.world > 1 else cfg.device)
 
     n = len(dataset)  # type: ignore[arg-type]
@@ -240,6 +256,10 @@ def _sweep(model, dataset, out, cfg: SweepConfig, ctx: RankContext, input_method
             _run_units(model, dataset, writer, spec, plan, cfg, device, has_mask, show_bar=cfg.progress and ctx.is_main)
     except BaseException as err:
         failure = err
+    if stats is not None:
+        stats.units_written = writer.units_written
+        stats.writer_idle_fraction = writer.idle_fraction
+        stats.append_wait_s = writer.append_wait_s
     if not ctx.all_ok(failure is None):
         if failure is not None:
             raise failure
