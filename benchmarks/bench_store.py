@@ -67,6 +67,7 @@ def make_batches(spec, batch: int) -> list[dict[str, np.ndarray]]:
 def run_case(case: str, n: int, batch: int, compressor: str, out: Path) -> dict:
     """One contender, timed from open to close; returns its numbers."""
     import zarr
+
     from attrstream.engine.store import StoreWriter
     from attrstream.engine.store.layout import compressors_for
 

@@ -83,6 +83,7 @@ class Setup:
 def setup(args: argparse.Namespace, n: int) -> Setup:
     """Model (seeded, eval mode, parameters frozen as the sweep freezes them) and data, for everyone."""
     import torch
+
     from attrstream.engine.capture import default_layers, resolve_layers
     from attrstream.engine.data import FakeImages
     from attrstream.engine.models import ModelSpec, build_model
@@ -163,6 +164,7 @@ RUNNERS: dict[str, Callable[[Setup, Any, Path], dict[str, Any]]] = {
 def child(args: argparse.Namespace) -> dict[str, Any]:
     """One contender, once: warm up on one batch of its own work, then time the whole data set."""
     import torch
+
     from attrstream.engine.data import FakeImages
 
     s = setup(args, args.num_examples)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from attrstream.engine.errors import ConfigError, DataError
 from torch.utils.data import DataLoader, Dataset
+
+from attrstream.engine.errors import ConfigError, DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -7,11 +7,14 @@ the sweep copies them to the host once per batch.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+from torch.func import functional_call
+
 from attrstream.engine.capture import capture_outputs
 from attrstream.engine.errors import ConfigError, ModelError
 from attrstream.engine.methods import Target, target_scores
@@ -20,8 +23,6 @@ from attrstream.kernels.grad_cam import grad_cam
 from attrstream.kernels.layer_maps import layer_maps
 from attrstream.kernels.product_map import product_map
 from attrstream.kernels.saliency import saliency
-from torch import nn
-from torch.func import functional_call
 
 
 @dataclass(frozen=True)

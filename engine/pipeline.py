@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
 from attrstream.engine import __version__
 from attrstream.engine.capture import default_layers, inference_mode_for_attribution, resolve_layers
 from attrstream.engine.data import IndexedItems, make_loader, rgb_converter, split_item
@@ -33,8 +36,6 @@ from attrstream.engine.methods import (
 )
 from attrstream.engine.models import weights_sha256
 from attrstream.engine.store import LayerSpec, RunSpec, StoreWriter, finalize_store, open_run
-from torch import nn
-from torch.utils.data import Dataset
 
 THUMB_MAX = 64
 TOPK_ABOVE = 1000  # store top-5 index/prob instead of logits when K is larger
