@@ -14,20 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
-import subprocess
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from _common import RESULTS_DIR, append_jsonl, dir_bytes, environment, peak_rss_mb, run_child
 
-RESULTS = Path(__file__).resolve().parent / "results" / "store.json"
+RESULTS = RESULTS_DIR / "store.json"
 CASES = ("raw", "writer", "naive")
 POOL = 4  # distinct batches cycled through (data generation stays out of the timing)
 
@@ -100,24 +95,16 @@ def run_case(case: str, n: int, batch: int, compressor: str, out: Path) -> dict:
     wall = time.perf_counter() - t0
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = usage.ru_utime + usage.ru_stime - usage0.ru_utime - usage0.ru_stime
-    stored = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    stored = dir_bytes(out)
     return {"case": case, "n": n, "batch": batch, "compressor": compressor, "wall_s": wall, "cpu_s": cpu,
             "raw_bytes": raw_bytes, "stored_bytes": stored, "mb_s": raw_bytes / wall / 1e6,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **extra}
+            "peak_rss_mb": peak_rss_mb(), **extra}
 
 
 def child(case: str, n: int, batch: int, compressor: str, directory: str | None) -> dict:
-    cmd = [sys.executable, __file__, "--child", case, "--n", str(n), "--batch", str(batch), "--compressors", compressor]
-    cmd += ["--dir", directory] if directory else []
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def environment() -> dict:
-    versions = {d: metadata.version(d) for d in ("attrstream", "zarr", "numpy", "numcodecs", "torch")}
-    return {"machine": platform.node(), "load_avg": os.getloadavg()[0], "cpu": platform.processor() or platform.machine(),
-            "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-            "versions": versions, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    """One case in a fresh process, so that its peak RSS is its own."""
+    argv = [__file__, "--child", case, "--n", str(n), "--batch", str(batch), "--compressors", compressor]
+    return run_child(argv + (["--dir", directory] if directory else []))
 
 
 def main() -> None:
@@ -145,15 +132,13 @@ def main() -> None:
     raw = {(r["compressor"], r["n"]): r["mb_s"] for r in results if r["case"] == "raw"}
     print(f"{'case':8} {'comp':5} {'N':>6} {'raw MB':>8} {'stored MB':>9} {'wall s':>7} {'MB/s':>7} "
           f"{'vs raw':>6} {'MB/CPU-s':>9} {'peak RSS MB':>11} {'writer idle':>11}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as f:
-        for r in results:
-            r["ratio_to_raw"] = r["mb_s"] / raw[(r["compressor"], r["n"])]
-            idle = f"{r['writer_idle']:.2f}" if "writer_idle" in r else "-"
-            print(f"{r['case']:8} {r['compressor']:5} {r['n']:6d} {r['raw_bytes'] / 1e6:8.0f} "
-                  f"{r['stored_bytes'] / 1e6:9.0f} {r['wall_s']:7.2f} {r['mb_s']:7.0f} {r['ratio_to_raw']:6.2f} "
-                  f"{r['raw_bytes'] / 1e6 / r['cpu_s']:9.0f} {r['peak_rss_mb']:11.0f} {idle:>11}")
-            f.write(json.dumps({"benchmark": "store", **env, **r}) + "\n")
+    for r in results:
+        r["ratio_to_raw"] = r["mb_s"] / raw[(r["compressor"], r["n"])]
+        idle = f"{r['writer_idle']:.2f}" if "writer_idle" in r else "-"
+        print(f"{r['case']:8} {r['compressor']:5} {r['n']:6d} {r['raw_bytes'] / 1e6:8.0f} "
+              f"{r['stored_bytes'] / 1e6:9.0f} {r['wall_s']:7.2f} {r['mb_s']:7.0f} {r['ratio_to_raw']:6.2f} "
+              f"{r['raw_bytes'] / 1e6 / r['cpu_s']:9.0f} {r['peak_rss_mb']:11.0f} {idle:>11}")
+    append_jsonl(RESULTS, [{"benchmark": "store", **env, **r} for r in results])
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from torch.utils.data import TensorDataset
 from attrstream.engine import sweep
 
 # Relative error of a map against Captum's, per example: max |ours - theirs| / max |theirs|.
+pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
+
 REL_TOL = {"float32": 1e-4, "float16": 2e-3}
 
 
