@@ -13,16 +13,16 @@ channel with no valid example pools to NaN.
 
 from __future__ import annotations
 
+import os
 import warnings
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import zarr
 
 from attrstream.engine.errors import StoreError
 from attrstream.engine.store.layout import compressors_for
-from attrstream.engine.store.lock import WriterLock
+from attrstream.engine.store.location import StoreLocation, locate, open_group
 from attrstream.engine.store.resume import read_done, read_root_meta
 from attrstream.engine.store.spec import STAT_NAMES, RunSpec
 
@@ -79,17 +79,17 @@ def pool_layer(group: zarr.Group, spec: RunSpec, layer: str, skipped: np.ndarray
     return pool
 
 
-def finalize_store(path: str | Path) -> None:
+def finalize_store(path: str | os.PathLike | StoreLocation) -> None:
     """Write ``layers/<layer>/dataset_stats`` for every layer and consolidate metadata (idempotent)."""
-    root = Path(path)
+    root = locate(path)
     meta = read_root_meta(root)
     if meta is None or meta.get("layout") != "ready":
         raise StoreError(f"Expected an attrstream store at {root}, found none.")
     spec = RunSpec.from_dict(meta["spec"])
-    lock = WriterLock(root, "finalize")
+    lock = root.lock("finalize")
     lock.acquire()
     try:
-        group = zarr.open_group(root, mode="r+", zarr_format=3, use_consolidated=False)
+        group = open_group(root, "r+", use_consolidated=False)
         done = read_done(group)
         if not done.all():
             missing = np.flatnonzero(~done)
@@ -113,6 +113,6 @@ def finalize_store(path: str | Path) -> None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
             warnings.filterwarnings("ignore", message=".*not recognized as a component.*")  # our lock files
-            zarr.consolidate_metadata(root, zarr_format=3)
+            zarr.consolidate_metadata(root.store(), zarr_format=3)
     finally:
         lock.release()

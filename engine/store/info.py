@@ -8,6 +8,7 @@ import warnings
 
 import zarr
 
+from attrstream.engine.store.location import StoreLocation
 from attrstream.engine.store.reader import open_run
 
 
@@ -19,7 +20,7 @@ def _size(nbytes: int) -> str:
     raise AssertionError("unreachable")
 
 
-def describe_store(path: str | os.PathLike) -> str:
+def describe_store(path: str | os.PathLike | StoreLocation) -> str:
     """A plain-text report: run config, progress, then every array with its sizes and ratio."""
     run = open_run(path)
     meta, spec = run.meta, run.spec

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 
 from attrstream.engine.errors import StoreError, close_matches
+from attrstream.engine.store.location import StoreLocation, locate, open_group
 from attrstream.engine.store.resume import read_root_meta
 from attrstream.engine.store.spec import RunSpec
 
@@ -24,14 +24,14 @@ Examples = slice | Sequence[int] | np.ndarray | int
 class Run:
     """An attrstream store opened for reading (see :func:`open_run`)."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        meta = read_root_meta(self.path) if self.path.is_dir() else None
+    def __init__(self, path: str | os.PathLike | StoreLocation) -> None:
+        self.path = locate(path)  # str() and .name as for a Path; a local one is also os.PathLike
+        meta = read_root_meta(self.path) if self.path.kind() == "dir" else None
         if meta is None or meta.get("layout") != "ready":
             raise StoreError(f"Expected an attrstream store at {self.path}, found none.")
         self.meta: dict[str, Any] = meta
         self.spec = RunSpec.from_dict(meta["spec"])
-        self.group = zarr.open_group(self.path, mode="r", zarr_format=3)
+        self.group = open_group(self.path, "r")
         self.n = self.spec.n
         self.methods = self.spec.methods
         self.layers = tuple(layer.name for layer in self.spec.layers)
@@ -132,6 +132,6 @@ class Run:
         return self._subgroup("inputs", examples)
 
 
-def open_run(path: str | os.PathLike) -> Run:
-    """Open an attrstream store for reading."""
+def open_run(path: str | os.PathLike | StoreLocation) -> Run:
+    """Open an attrstream store for reading: a local path, a ``file://`` URL or any fsspec URL."""
     return Run(path)

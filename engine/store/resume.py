@@ -7,9 +7,8 @@ a user's directory is never turned into (or deleted as) a store by mistake.
 from __future__ import annotations
 
 import json
-import shutil
+import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,71 +16,43 @@ import zarr
 
 from attrstream.engine.errors import FingerprintMismatchError, StoreError, StoreLockedError
 from attrstream.engine.store.layout import create_layout
-from attrstream.engine.store.lock import LOCK_SUFFIX, WriterLock, live_locks
+from attrstream.engine.store.location import NoLock, StoreLocation, locate, open_group
+from attrstream.engine.store.lock import LOCK_SUFFIX, WriterLock
 from attrstream.engine.store.spec import RunSpec, spec_differences
 
-PARTIAL_SUFFIX = ".partial"  # zarr's LocalStore writes <key>.<uuid>.partial, then renames
 
-
-def read_root_meta(root: Path) -> dict[str, Any] | None:
-    """``attributes["attrstream"]`` of the store at ``root``; None when there is no root group."""
-    meta_file = root / "zarr.json"
-    if not meta_file.is_file():
-        return None
+def read_root_meta(location: StoreLocation) -> dict[str, Any] | None:
+    """``attributes["attrstream"]`` of the store at ``location``; None when there is no root group."""
     try:
-        doc = json.loads(meta_file.read_text())
+        raw = location.read("zarr.json")
+        doc = None if raw is None else json.loads(raw)
     except (OSError, ValueError) as err:
-        raise StoreError(f"Expected an attrstream store at {root}, but {meta_file} is unreadable: {err}") from None
+        raise StoreError(f"Expected an attrstream store at {location}, but its zarr.json is unreadable: {err}") from None
+    if raw is None:
+        return None
     meta = doc.get("attributes", {}).get("attrstream") if isinstance(doc, dict) else None
     if not isinstance(meta, dict):
         raise StoreError(
-            f"Expected an attrstream store at {root}, got a Zarr group without attrstream metadata; "
+            f"Expected an attrstream store at {location}, got a Zarr group without attrstream metadata; "
             "choose another output path."
         )
     return meta
 
 
-def _check_target(root: Path) -> dict[str, Any] | None:
-    if root.exists() and not root.is_dir():
-        raise StoreError(f"Expected a directory for the store at {root}, got a file.")
-    meta = read_root_meta(root) if root.is_dir() else None
-    if meta is None and root.is_dir():
-        foreign = sorted(p.name for p in root.iterdir() if not p.name.endswith(LOCK_SUFFIX))
+def _check_target(location: StoreLocation) -> dict[str, Any] | None:
+    kind = location.kind()
+    if kind == "file":
+        raise StoreError(f"Expected a directory for the store at {location}, got a file.")
+    meta = read_root_meta(location) if kind == "dir" else None
+    if meta is None and kind == "dir":
+        foreign = [name for name in location.children() if not name.endswith(LOCK_SUFFIX)]
         if foreign:
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
             raise StoreError(
-                f"Expected an attrstream store or an empty directory at {root}, got a directory "
+                f"Expected an attrstream store or an empty directory at {location}, got a directory "
                 f"containing {shown}; nothing was written. Choose another output path."
             )
     return meta
-
-
-def _make_dir(root: Path) -> None:
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-probe{PARTIAL_SUFFIX}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise StoreError(f"Expected a writable store path, got {root}: {err.strerror or err}.") from None
-
-
-def clean_partials(root: Path) -> int:
-    """Delete temp files a killed writer left behind; returns how many."""
-    leftovers = list(root.rglob(f"*{PARTIAL_SUFFIX}"))
-    for path in leftovers:
-        path.unlink(missing_ok=True)
-    return len(leftovers)
-
-
-def _clear(root: Path, keep: Path) -> None:
-    for child in root.iterdir():
-        if child == keep:
-            continue
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
 
 
 def read_done(group: zarr.Group) -> np.ndarray:
@@ -92,13 +63,15 @@ def read_done(group: zarr.Group) -> np.ndarray:
 @dataclass
 class OpenedStore:
     group: zarr.Group
-    lock: WriterLock
+    lock: WriterLock | NoLock
     done: np.ndarray
 
 
-def open_for_writing(path: Path, spec: RunSpec, *, overwrite: bool, create: bool, lock_name: str) -> OpenedStore:
+def open_for_writing(
+    target: str | os.PathLike | StoreLocation, spec: RunSpec, *, overwrite: bool, create: bool, lock_name: str
+) -> OpenedStore:
     """Check the target, take the lock, then create / recreate / resume the layout."""
-    root = Path(path)
+    root = locate(target)
     meta = _check_target(root)
     if not create and meta is None:
         raise StoreError(f"Expected an existing attrstream store at {root} (create=False), found none.")
@@ -112,27 +85,26 @@ def open_for_writing(path: Path, spec: RunSpec, *, overwrite: bool, create: bool
                 + ". Pass --overwrite (overwrite=True) to start over, or choose another output path."
             )
     if create:
-        _make_dir(root)
-    lock = WriterLock(root, lock_name)
+        root.make_dir()
+    lock = root.lock(lock_name)
     lock.acquire()
     try:
-        if create and all(p == lock.path for p in live_locks(root)):
+        others = root.other_writers(lock)
+        if create and not others:
             # The creating writer (rank 0 before its barrier) and no other writer alive: every temp
             # file is a crash leftover. Ranks joining with create=False never clean.
-            clean_partials(root)
+            root.clean_partials()
         fresh = meta is None or overwrite or meta.get("layout") != "ready"
         if fresh and not create:
             raise StoreError(f"Expected a complete store layout at {root} (create=False), found none.")
-        others = [p.name for p in live_locks(root) if p != lock.path]
         if fresh and others:
             raise StoreLockedError(f"Expected no other writer while (re)creating {root}, got live locks {others}.")
         if fresh:
-            _clear(root, keep=lock.path)
-            group = zarr.open_group(root, mode="a", zarr_format=3,
-                                    attributes={"attrstream": {"layout": "creating"}})
+            root.clear(keep=lock)
+            group = open_group(root, "a", attributes={"attrstream": {"layout": "creating"}})
             create_layout(group, spec)
         else:
-            group = zarr.open_group(root, mode="r+", zarr_format=3, use_consolidated=False)
+            group = open_group(root, "r+", use_consolidated=False)
         return OpenedStore(group, lock, read_done(group))
     except BaseException:
         lock.release()

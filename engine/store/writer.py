@@ -16,7 +16,6 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 
 import numpy as np
@@ -25,6 +24,7 @@ import zarr
 from attrstream.engine.errors import StoreError, WriterError
 from attrstream.engine.store.finalize import finalize_store
 from attrstream.engine.store.layout import WRITE_CONFIG, example_arrays
+from attrstream.engine.store.location import StoreLocation, locate
 from attrstream.engine.store.resume import open_for_writing
 from attrstream.engine.store.spec import RunSpec
 
@@ -57,7 +57,7 @@ class StoreWriter:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike | StoreLocation,
         spec: RunSpec,
         *,
         overwrite: bool = False,
@@ -66,7 +66,7 @@ class StoreWriter:
         create: bool = True,
         on_unit_done: Callable[[int], None] | None = None,
     ) -> None:
-        self.path = Path(path)
+        self.path = locate(path)
         self.spec = spec
         wanted = range(spec.n_units()) if units is None else sorted(set(int(u) for u in units))
         bad = [u for u in wanted if not 0 <= u < spec.n_units()]
