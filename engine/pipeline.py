@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -69,6 +69,10 @@ class SweepConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in the store config (e.g. class names)
 
     def __post_init__(self) -> None:
+        for name in ("layers", "methods"):  # lists and "a,b" strings become tuples: the config is hashable data
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(v for v in value.split(",") if v) if isinstance(value, str) else tuple(value))
         split_methods(self.methods)
         object.__setattr__(self, "target", parse_target(self.target))
         for name in ("batch_size", "unit", "smoothgrad_samples", "ig_steps"):
@@ -181,9 +185,13 @@ def sweep(model: nn.Module, dataset: Dataset, out: str | os.PathLike, config: Sw
     ``unit``, ``device``, ``dtype``, ...). An existing store with the same configuration is resumed.
     ``stats``, when given, receives the writer's measurements (benchmarks).
     """
-    cfg = config if config is not None else SweepConfig(**{k: tuple(v) if k in ("layers", "methods") and v is not None and not isinstance(v, str) else v for k, v in options.items()})
     if config is not None and options:
         raise ConfigError("Pass either a SweepConfig or keyword options, not both.")
+    unknown = sorted(set(options) - {f.name for f in fields(SweepConfig)})
+    if unknown:
+        valid = ", ".join(f.name for f in fields(SweepConfig))
+        raise ConfigError(f"Unknown sweep option(s) {', '.join(unknown)}. Valid options: {valid}.")
+    cfg = config if config is not None else SweepConfig(**options)
     input_methods, layer_methods = split_methods(cfg.methods)
     ctx = rank_context(cfg.device)
     try:

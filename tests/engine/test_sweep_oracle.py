@@ -121,3 +121,36 @@ def test_label_and_fixed_class_targets(tmp_path, resnet, images):
     np.testing.assert_allclose(fixed.outputs()["score"], resnet(x)[:, 3].detach().numpy(), rtol=1e-5, atol=1e-5)
     ref = InputXGradient(resnet).attribute(x, target=3).sum(1).detach()
     assert rel_err(fixed.attribution("grad_x_input"), ref) <= REL_TOL["float16"]
+
+
+def test_unknown_sweep_option_lists_the_valid_ones(tmp_path, resnet, images):
+    from attrstream.engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"Unknown sweep option\(s\) batchsize\. Valid options: layers, methods"):
+        sweep(resnet, TensorDataset(*images), tmp_path / "r.zarr", batchsize=4)
+
+
+class _ValueDependent(torch.nn.Module):
+    """A forward that reads a value (``.item()``): cannot run on the meta device."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        scale = 2.0 if h.mean().item() > 0 else 1.0
+        return self.fc(h.mean((2, 3)) * scale)
+
+
+def test_callable_target_and_a_model_that_needs_a_real_shape_probe(tmp_path):
+    torch.manual_seed(0)
+    model = _ValueDependent().eval()
+    x = torch.randn(5, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    run = sweep(model, TensorDataset(x), tmp_path / "r.zarr", layers=["conv"], progress=False, dtype="float32",
+                target=lambda logits, labels: logits.argmin(1))
+    target = model(x).argmin(1)
+    assert np.array_equal(run.outputs()["target"], target.numpy())
+    ref = InputXGradient(model).attribute(x, target=target).sum(1).detach()
+    assert rel_err(run.attribution("grad_x_input"), ref) <= REL_TOL["float32"]
