@@ -13,10 +13,11 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "sweep": ("attrstream.engine.pipeline", "sweep"),
+    "SweepConfig": ("attrstream.engine.pipeline", "SweepConfig"),
     "open_run": ("attrstream.engine.store", "open_run"),
 }
 
-__all__ = ["__version__", "open_run", "sweep"]
+__all__ = ["SweepConfig", "__version__", "open_run", "sweep"]
 
 
 def __getattr__(name: str) -> Any:
