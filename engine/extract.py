@@ -16,7 +16,7 @@ from torch import nn
 from torch.func import functional_call
 
 from attrstream.engine.capture import capture_outputs
-from attrstream.engine.errors import ConfigError, ModelError
+from attrstream.engine.errors import AttrstreamError, ConfigError, ModelError
 from attrstream.engine.methods import Target, target_scores
 from attrstream.kernels.channel_stats import channel_stats
 from attrstream.kernels.grad_cam import grad_cam
@@ -200,7 +200,17 @@ def layer_shapes(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module]
     try:
         return _probe(model, x.to("meta"), layers, meta)
     except Exception:
+        pass
+    try:
         return _probe(model, x, layers, None)
+    except AttrstreamError:
+        raise
+    except Exception as err:  # the user's model rejected the input: say so in one line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ModelError(
+            f"The model failed on one input of shape {tuple(x.shape)} ({type(err).__name__}: {first}). "
+            "Check --image-size and the input the model expects."
+        ) from None
 
 
 def _probe(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Module], tensors: dict[str, torch.Tensor] | None):

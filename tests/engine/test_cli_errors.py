@@ -95,3 +95,9 @@ def test_store_of_another_configuration_is_refused_then_overwritten(tmp_path):
     proc = attrstream("sweep", *TINY, "--out", out, "--layers", "stage2")
     assert_one_line_error(proc, "--overwrite")
     assert attrstream("sweep", *TINY, "--out", out, "--layers", "stage2", "--overwrite").returncode == 0
+
+
+def test_model_that_rejects_the_image_size(tmp_path):
+    proc = attrstream("sweep", "--model", "vit_b_16", "--data", "fake", "--image-size", "64", "--limit", "2",
+                      "--no-progress", "--out", str(tmp_path / "r.zarr"))
+    assert_one_line_error(proc, "failed on one input of shape (1, 3, 64, 64)", "Expected 224", "--image-size")
