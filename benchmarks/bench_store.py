@@ -63,7 +63,7 @@ def run_case(case: str, n: int, batch: int, compressor: str, out: Path) -> dict:
     """One contender, timed from open to close; returns its numbers."""
     import zarr
 
-    from attrstream.engine.store import StoreWriter
+    from attrstream.engine.store import open_writer
     from attrstream.engine.store.layout import compressors_for
 
     spec = make_spec(n, compressor)
@@ -81,7 +81,7 @@ def run_case(case: str, n: int, batch: int, compressor: str, out: Path) -> dict:
         for f in files.values():
             f.close()
     elif case == "writer":
-        with StoreWriter(out / "run.zarr", spec) as writer:
+        with open_writer(out / "run.zarr", spec) as writer:
             for i, s in enumerate(starts):
                 writer.append(s, {k: v[: n - s] for k, v in pool[i % POOL].items()})
         extra = {"writer_idle": writer.idle_fraction, "append_wait_s": writer.append_wait_s}

@@ -13,11 +13,19 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "sweep": ("attrstream.engine.pipeline", "sweep"),
-    "SweepConfig": ("attrstream.engine.pipeline", "SweepConfig"),
+    "SweepStats": ("attrstream.engine.pipeline", "SweepStats"),
+    "SweepConfig": ("attrstream.engine.config", "SweepConfig"),
+    "ModelSpec": ("attrstream.engine.config", "ModelSpec"),
+    "DataSpec": ("attrstream.engine.config", "DataSpec"),
+    "build_model": ("attrstream.engine.models", "build_model"),
+    "build_dataset": ("attrstream.engine.data", "build_dataset"),
+    "register_model": ("attrstream.engine.models", "register_model"),
+    "register_dataset": ("attrstream.engine.data", "register_dataset"),
     "open_run": ("attrstream.engine.store", "open_run"),
 }
 
-__all__ = ["SweepConfig", "__version__", "open_run", "sweep"]
+__all__ = ["DataSpec", "ModelSpec", "SweepConfig", "SweepStats", "__version__", "build_dataset", "build_model",
+           "open_run", "register_dataset", "register_model", "sweep"]
 
 
 def __getattr__(name: str) -> Any:

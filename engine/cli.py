@@ -3,59 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import warnings
 from collections.abc import Sequence
 
 from attrstream.engine import __version__
-from attrstream.engine.errors import AttrstreamError
-
-
-def _csv(value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
-
-
-def _int_pair(value: str) -> tuple[int, int]:
-    h, _, w = value.lower().partition("x")
-    try:
-        return int(h), int(w or h)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 14x14), got {value!r}") from None
+from attrstream.engine.errors import USER_ERRORS
+from attrstream.engine.options import add_options, csv, from_args
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from attrstream.engine.data import DataSpec, build_dataset
-    from attrstream.engine.methods import DEFAULT_METHODS
-    from attrstream.engine.models import ModelSpec, build_model
-    from attrstream.engine.pipeline import SweepConfig, sweep
+    import attrstream.engine.demo  # noqa: F401  (registers the demo's model and data set)
+    from attrstream.engine.config import DataSpec, ModelSpec, SweepConfig
+    from attrstream.engine.data import build_dataset
+    from attrstream.engine.models import build_model
+    from attrstream.engine.pipeline import sweep
 
-    cfg = SweepConfig(
-        layers=args.layers,
-        methods=args.methods or DEFAULT_METHODS,
-        target=args.target,
-        batch_size=args.batch_size,
-        unit=args.unit,
-        device=args.device,
-        dtype=args.dtype,
-        reduce=args.reduce,
-        autocast=args.autocast,
-        num_workers=args.num_workers,
-        limit=args.limit,
-        overwrite=args.overwrite,
-        skip_bad_images=args.skip_bad_images,
-        compressor=args.compressor,
-        token_grid=args.token_grid,
-        progress=not args.no_progress,
-        model_name=args.model,
-        dataset_name=args.data,
-    )
-    dataset = build_dataset(DataSpec(args.data, image_size=args.image_size, num_classes=args.num_classes or 1000, n=args.limit))
+    model_spec = from_args(ModelSpec, args)
+    data_spec = from_args(DataSpec, args, num_classes=model_spec.num_classes or 1000)
+    dataset = build_dataset(data_spec)
     classes = getattr(dataset, "classes", None)
-    if classes is not None:
-        cfg = dataclasses.replace(cfg, extra={"class_names": list(classes)})
-    model = build_model(ModelSpec(args.model, weights=args.weights, num_classes=args.num_classes))
-    run = sweep(model, dataset, args.out, cfg)
+    cfg = from_args(SweepConfig, args, model_name=model_spec.name, dataset_name=data_spec.name,
+                    extra={"class_names": list(classes)} if classes is not None else {})
+    run = sweep(build_model(model_spec), dataset, args.out, cfg)
     print(f"attrstream: wrote {run.n} examples to {args.out}")
     return 0
 
@@ -83,6 +53,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from attrstream.engine.config import DataSpec, ModelSpec, SweepConfig
+
     parser = argparse.ArgumentParser(
         prog="attrstream",
         description="One-pass attribution and activation-statistics extraction, streamed to Zarr v3.",
@@ -90,29 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"attrstream {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("sweep", help="extract attributions and statistics of a data set into a store")
-    p.add_argument("--model", required=True, help="torchvision name (resnet18), shapesnet, or package.module:factory")
-    p.add_argument("--weights", default=None, help="state dict PATH, or DEFAULT for torchvision's (needs internet)")
-    p.add_argument("--num-classes", type=int, default=None)
-    p.add_argument("--data", required=True, help="fake, shapes, or an ImageFolder directory")
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--out", required=True, help="the store to write (run.zarr)")
-    p.add_argument("--layers", type=_csv, default=None, help="comma-separated layer names (default: top-level stages)")
-    p.add_argument("--methods", type=_csv, default=None, help="comma-separated methods (default: grad_x_input,saliency,stats,grad_cam)")
-    p.add_argument("--target", default="pred", help="pred, label, or a class index")
-    p.add_argument("--reduce", default="sum", help="channel reduction of grad×input and grad×act: sum, abs_sum, l2, max_abs")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--unit", type=int, default=256, help="examples per stored shard (resume granularity)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float16", help="map storage: float16 or float32")
-    p.add_argument("--compressor", default="lz4", help="lz4 or zstd")
-    p.add_argument("--autocast", action="store_true", help="bf16 autocast for the forward pass")
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--limit", type=int, default=None, help="sweep only the first N examples")
-    p.add_argument("--token-grid", type=_int_pair, default=None, help="HxW patch grid of token layers")
-    p.add_argument("--skip-bad-images", action="store_true", help="record unreadable images as skipped")
-    p.add_argument("--overwrite", action="store_true", help="replace a store written with another configuration")
-    p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser("sweep", help="extract attributions and statistics of a data set into a store",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_options(p, ModelSpec)
+    add_options(p, DataSpec)
+    p.add_argument("--out", required=True, help="the store to write (run.zarr, or a URL such as s3://bucket/run.zarr)")
+    add_options(p, SweepConfig)
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("info", help="describe a store: config, progress, arrays")
@@ -123,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store")
     p.add_argument("--out", required=True)
     p.add_argument("--examples", type=int, default=8)
-    p.add_argument("--layers", type=_csv, default=None)
-    p.add_argument("--methods", type=_csv, default=None)
+    p.add_argument("--layers", type=csv, default=None)
+    p.add_argument("--methods", type=csv, default=None)
     p.set_defaults(func=_cmd_render)
 
     p = sub.add_parser("demo", help="the embedded default: shapes data, a small CNN, a sweep and a report")
@@ -146,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.formatwarning = lambda msg, cat, *_a, **_k: f"attrstream: warning: {msg}\n"
     try:
         return int(args.func(args) or 0)
-    except AttrstreamError as err:
+    except USER_ERRORS as err:
         print(f"attrstream {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -9,12 +9,12 @@ file, or, with ``skip_bad_images``, a recorded skip — never a worker traceback
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from attrstream.engine.config import DataSpec
 from attrstream.engine.errors import ConfigError, DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -76,27 +76,33 @@ class ImageFolderSource(Dataset):
         return ((x * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).movedim(-3, -1)
 
 
-@dataclass(frozen=True)
-class DataSpec:
-    """What the CLI asked for: ``fake``, ``shapes`` or an ImageFolder directory."""
+FAKE_SIZE = 50_000  # items of `fake` (ImageNet's validation size); --limit takes fewer
 
-    name: str
-    image_size: int | None = None
-    num_classes: int = 1000
-    n: int | None = None  # fake/shapes size; None: the source's default
-    seed: int = 0
+
+DataBuilder = Callable[[DataSpec], Dataset]
+_REGISTRY: dict[str, DataBuilder] = {}
+
+
+def register_dataset(name: str, builder: DataBuilder) -> None:
+    """Make ``name`` buildable by :func:`build_dataset` (and ``attrstream sweep --data name``)."""
+    _REGISTRY[name] = builder
+
+
+def _fake(spec: DataSpec) -> Dataset:
+    return FakeImages(n=FAKE_SIZE, image_size=spec.image_size or 224, num_classes=spec.num_classes, seed=spec.seed)
+
+
+register_dataset("fake", _fake)
 
 
 def build_dataset(spec: DataSpec) -> Dataset:
-    if spec.name == "fake":
-        return FakeImages(n=spec.n or 1024, image_size=spec.image_size or 224, num_classes=spec.num_classes, seed=spec.seed)
-    if spec.name == "shapes":
-        from attrstream.engine.demo.shapes import ShapesDataset
-
-        return ShapesDataset(n=spec.n or 512, image_size=spec.image_size or 64, seed=spec.seed, split="test")
+    """A registered data set by name, else the ImageFolder directory at ``spec.name``."""
+    if spec.name in _REGISTRY:
+        return _REGISTRY[spec.name](spec)
     path = Path(spec.name)
     if not path.exists():
-        raise DataError(f"Unknown data {spec.name!r}: expected 'fake', 'shapes' or an existing ImageFolder directory.")
+        names = ", ".join(repr(n) for n in sorted(_REGISTRY))
+        raise DataError(f"Unknown data {spec.name!r}: expected {names} or an existing ImageFolder directory.")
     return ImageFolderSource(path, image_size=spec.image_size or 224)
 
 

@@ -2,13 +2,32 @@
 
 Every error a user can cause is raised as an :class:`AttrstreamError` subclass with a message that
 says what was expected and what was given. The CLI prints such errors as one line and exits
-non-zero; any other exception reaching the CLI is a bug.
+non-zero; any other exception reaching the CLI is a bug. The kernel library's errors
+(:mod:`attrstream.kernels.errors`) are re-exported here and printed the same way.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+
+from attrstream.kernels.errors import BackendError, KernelError, KernelInputError
+
+__all__ = [
+    "USER_ERRORS",
+    "AttrstreamError",
+    "BackendError",
+    "ConfigError",
+    "DataError",
+    "FingerprintMismatchError",
+    "KernelError",
+    "KernelInputError",
+    "ModelError",
+    "StoreError",
+    "StoreLockedError",
+    "WriterError",
+    "close_matches",
+]
 
 
 class AttrstreamError(Exception):
@@ -17,10 +36,6 @@ class AttrstreamError(Exception):
 
 class ConfigError(AttrstreamError, ValueError):
     """A configuration value (CLI flag or API argument) is invalid."""
-
-
-class BackendError(AttrstreamError, RuntimeError):
-    """An explicitly requested kernel backend cannot run here."""
 
 
 class StoreError(AttrstreamError):
@@ -45,6 +60,10 @@ class DataError(AttrstreamError):
 
 class ModelError(AttrstreamError):
     """The model cannot be built, loaded or hooked."""
+
+
+# What the CLI reports as one line: every error attrstream or its kernels raise on purpose.
+USER_ERRORS = (AttrstreamError, KernelError)
 
 
 def close_matches(given: str, choices: Iterable[str], n: int = 5) -> str:

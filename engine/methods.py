@@ -9,18 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from attrstream.engine.errors import ConfigError, close_matches
+from attrstream.engine.vocabulary import ALL_METHODS, INPUT_METHODS, LAYER_METHODS
 
-INPUT_METHODS = ("grad_x_input", "saliency", "smoothgrad", "integrated_gradients")
-LAYER_METHODS = ("stats", "grad_x_act", "grad_cam")
-ALL_METHODS = INPUT_METHODS + LAYER_METHODS
-DEFAULT_METHODS = ("grad_x_input", "saliency", "stats", "grad_cam")
-REDUCTIONS = ("sum", "abs_sum", "l2", "max_abs")
+if TYPE_CHECKING:
+    import torch
 
-TargetFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+TargetFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 Target = str | int | TargetFn
 
 
@@ -70,6 +67,8 @@ class TargetScores:
 
 def target_scores(logits: torch.Tensor, labels: torch.Tensor, target: Target) -> TargetScores:
     """The per-example score to differentiate, for the chosen target."""
+    import torch
+
     logits = logits.float()
     n, k = logits.shape
     if callable(target):

@@ -1,4 +1,7 @@
-"""Model resolution: a torchvision name, the built-in demo network, or ``package.module:factory``.
+"""Model resolution: a registered name, a torchvision name, or ``package.module:factory``.
+
+Registered names come from packages above the engine core (the demo registers ``shapesnet``), so
+the core never imports them: :func:`register_model` is the one way in.
 
 Models are built with a fixed seed, so that two runs without weights agree, and the config
 fingerprint carries a hash of the weights, so that a resumed run never mixes two models.
@@ -8,25 +11,26 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from attrstream.engine.errors import ConfigError, ModelError, close_matches
+from attrstream.engine.config import ModelSpec
+from attrstream.engine.errors import ModelError, close_matches
 
-BUILTIN_MODELS = ("shapesnet",)
+ModelBuilder = Callable[[ModelSpec], nn.Module]
+_REGISTRY: dict[str, ModelBuilder] = {}
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the user asked for: ``name`` (torchvision, builtin or ``module:factory``) and weights."""
+def register_model(name: str, builder: ModelBuilder) -> None:
+    """Make ``name`` buildable by :func:`build_model` (and ``attrstream sweep --model name``)."""
+    _REGISTRY[name] = builder
 
-    name: str
-    weights: str | None = None  # None (seeded init), "DEFAULT", or a state-dict path
-    num_classes: int | None = None
-    seed: int = 0
+
+def registered_models() -> tuple[str, ...]:
+    return tuple(sorted(_REGISTRY))
 
 
 def weights_sha256(model: nn.Module) -> str:
@@ -52,7 +56,8 @@ def _build_torchvision(spec: ModelSpec) -> nn.Module:
     if spec.name not in names:
         raise ModelError(
             f"Unknown model {spec.name!r}: expected a torchvision classification model, "
-            f"{', '.join(BUILTIN_MODELS)}, or package.module:factory.{close_matches(spec.name, names)}"
+            f"{', '.join(registered_models()) or 'a registered name'}, or package.module:factory."
+            f"{close_matches(spec.name, [*names, *registered_models()])}"
         )
     kwargs = {} if spec.num_classes is None else {"num_classes": spec.num_classes}
     if spec.weights == "DEFAULT":
@@ -81,18 +86,6 @@ def _build_factory(spec: ModelSpec) -> nn.Module:
     return model
 
 
-def _build_builtin(spec: ModelSpec) -> nn.Module:
-    from attrstream.engine.demo.model import ShapesNet
-    from attrstream.engine.demo.shapes import ShapesDataset
-
-    if spec.weights is None:
-        from attrstream.engine.demo.train import load_or_train
-
-        model, _info = load_or_train()
-        return model
-    return ShapesNet(num_classes=spec.num_classes or len(ShapesDataset.classes))
-
-
 def load_state_dict(model: nn.Module, path: str | Path) -> None:
     """Load a state-dict file into ``model``, with errors that name the file and the mismatch."""
     path = Path(path)
@@ -113,11 +106,9 @@ def load_state_dict(model: nn.Module, path: str | Path) -> None:
 
 def build_model(spec: ModelSpec) -> nn.Module:
     """The model of ``spec``, in eval mode, on CPU."""
-    if not spec.name:
-        raise ConfigError("Expected a model name (e.g. resnet18), got an empty string.")
     torch.manual_seed(spec.seed)
-    if spec.name in BUILTIN_MODELS:
-        model = _build_builtin(spec)
+    if spec.name in _REGISTRY:
+        model = _REGISTRY[spec.name](spec)
     elif ":" in spec.name:
         model = _build_factory(spec)
     else:

@@ -17,7 +17,7 @@ from pathlib import Path
 from attrstream.engine.demo.localization import localization_table
 from attrstream.engine.demo.shapes import ShapesDataset
 from attrstream.engine.demo.train import TrainConfig, TrainInfo, load_or_train
-from attrstream.engine.methods import ALL_METHODS
+from attrstream.engine.vocabulary import ALL_METHODS
 
 DEMO_LAYERS = ("block1", "block2", "block3")
 DEMO_SEED = 1  # the swept images: a held-out stream, disjoint from training and from the accuracy check

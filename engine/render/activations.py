@@ -9,7 +9,6 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import NullLocator
 
 from attrstream.engine.render._canvas import FigureLike, axes_or_new, figure_or_new
-from attrstream.engine.store.spec import STAT_NAMES
 
 
 def _limits(values: np.ndarray) -> tuple[float, float, str]:
@@ -45,9 +44,7 @@ def channel_mean_heatmap(
     return ax.figure
 
 
-def stat_histograms(
-    stats: np.ndarray, *, stat_names: Sequence[str] = STAT_NAMES, fig: FigureLike | None = None
-) -> FigureLike:
+def stat_histograms(stats: np.ndarray, stat_names: Sequence[str], *, fig: FigureLike | None = None) -> FigureLike:
     """One histogram per statistic of ``stats [n, C, S]`` over all (example, channel) pairs."""
     fig = figure_or_new(fig, 2.2 * len(stat_names), 2.4)
     axes = fig.subplots(1, len(stat_names), squeeze=False)[0]
@@ -64,8 +61,10 @@ def stat_histograms(
     return fig
 
 
-def dataset_stats_plot(dataset_stats: np.ndarray | None, *, ax: Axes | None = None) -> FigureLike:
-    """Dataset-level per-channel statistics ``[C, 5]``: mean ± std band, min/max, fraction positive.
+def dataset_stats_plot(
+    dataset_stats: np.ndarray | None, stat_names: Sequence[str], *, ax: Axes | None = None
+) -> FigureLike:
+    """Dataset-level per-channel statistics ``[C, S]``: mean ± std band, min/max, fraction positive.
 
     ``None`` (a run not finalized yet) draws a note instead, so a report of a partial run still
     renders.
@@ -75,7 +74,8 @@ def dataset_stats_plot(dataset_stats: np.ndarray | None, *, ax: Axes | None = No
         ax.text(0.5, 0.5, "Dataset statistics appear once the run is finalized.", ha="center", va="center")
         ax.set_axis_off()
         return ax.figure
-    mean, std, low, high, frac_pos = (dataset_stats[:, s] for s in range(5))
+    column = {name: dataset_stats[:, s] for s, name in enumerate(stat_names)}
+    mean, std, low, high, frac_pos = (column[name] for name in ("mean", "std", "min", "max", "frac_pos"))
     c = np.arange(len(mean))
     ax.fill_between(c, mean - std, mean + std, alpha=0.3, label="mean ± std", step="mid")
     ax.plot(c, mean, lw=1, label="mean", drawstyle="steps-mid")
@@ -98,6 +98,7 @@ def activation_figure(
     layer: str,
     stats: np.ndarray,
     dataset_stats: np.ndarray | None,
+    stat_names: Sequence[str],
     *,
     example_index: np.ndarray | None = None,
     fig: FigureLike | None = None,
@@ -105,8 +106,8 @@ def activation_figure(
     """One layer's page: channel-mean heatmap, statistic histograms and dataset statistics."""
     fig = figure_or_new(fig, 11, 9)
     top, middle, bottom = fig.subfigures(3, 1, height_ratios=[2.2, 1.1, 1.3])
-    channel_mean_heatmap(stats[..., 0], example_index=example_index, ax=top.add_subplot())
-    stat_histograms(stats, fig=middle)
-    dataset_stats_plot(dataset_stats, ax=bottom.add_subplot())
+    channel_mean_heatmap(stats[..., list(stat_names).index("mean")], example_index=example_index, ax=top.add_subplot())
+    stat_histograms(stats, stat_names, fig=middle)
+    dataset_stats_plot(dataset_stats, stat_names, ax=bottom.add_subplot())
     fig.suptitle(f"Activations of {layer}")
     return fig

@@ -101,7 +101,8 @@ def top_classes(run: Run, ids: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.n
 
 def layer_topk(run: Run, layer: str, done: np.ndarray, k: int) -> ChannelTopK:
     """Running top-``k`` examples of every channel of ``layer`` by per-example channel mean."""
-    blocks = ((rows.start + keep, run.layer_stats(layer, rows)[keep, :, 0]) for rows, keep in _done_blocks(run, done))
+    mean = run.stat_names(layer).index("mean")
+    blocks = ((rows.start + keep, run.layer_stats(layer, rows)[keep, :, mean]) for rows, keep in _done_blocks(run, done))
     return channel_topk(blocks, k)
 
 

@@ -139,7 +139,7 @@ def _activations_section(rep: _Report, layers: Sequence[str]) -> Section:
     figures = []
     for layer in layers:
         fig = activation_figure(layer, run.layer_stats(layer, ids), reading.dataset_stats(run, layer),
-                                example_index=rep.dataset_index(ids))
+                                run.stat_names(layer), example_index=rep.dataset_index(ids))
         figures.append((rep.save(fig, f"activations_{layer}"),
                         f"{layer}: channel means of {len(ids)} evenly spaced examples, statistic distributions, "
                         "dataset statistics."))

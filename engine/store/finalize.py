@@ -23,8 +23,9 @@ import zarr
 from attrstream.engine.errors import StoreError
 from attrstream.engine.store.layout import compressors_for
 from attrstream.engine.store.location import StoreLocation, locate, open_group
-from attrstream.engine.store.resume import read_done, read_root_meta
-from attrstream.engine.store.spec import STAT_NAMES, RunSpec
+from attrstream.engine.store.meta import read_done, read_ready_meta
+from attrstream.engine.store.spec import RunSpec
+from attrstream.kernels.names import STAT_NAMES
 
 
 class StatsPool:
@@ -82,9 +83,7 @@ def pool_layer(group: zarr.Group, spec: RunSpec, layer: str, skipped: np.ndarray
 def finalize_store(path: str | os.PathLike | StoreLocation) -> None:
     """Write ``layers/<layer>/dataset_stats`` for every layer and consolidate metadata (idempotent)."""
     root = locate(path)
-    meta = read_root_meta(root)
-    if meta is None or meta.get("layout") != "ready":
-        raise StoreError(f"Expected an attrstream store at {root}, found none.")
+    meta = read_ready_meta(root)
     spec = RunSpec.from_dict(meta["spec"])
     lock = root.lock("finalize")
     lock.acquire()

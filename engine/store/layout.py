@@ -1,4 +1,4 @@
-"""The array list of a store (DESIGN §2), derived from a :class:`RunSpec` in one place.
+"""The array list of a store (format :data:`SCHEMA_VERSION`), derived from a :class:`RunSpec` in one place.
 
 The writer's expected keys, the layout creation, the reader and ``describe_store`` all read this
 list, so a new array is added here once.
@@ -16,16 +16,17 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from attrstream.engine.store.spec import SCHEMA_VERSION, STAT_NAMES, RunSpec
+from attrstream.engine.store.spec import SCHEMA_VERSION, RunSpec
+from attrstream.kernels.names import STAT_NAMES
 
 # Not stored in the array metadata: every handle that writes must carry it (see StoreWriter).
 WRITE_CONFIG = {"write_empty_chunks": True}
 CHUNK_TARGET_BYTES = 4 << 20  # inner chunks of at most ~4 MB (at least one example)
 STORAGE_NOTE = (
-    "Maps (attributions/<m>, layers/<l>/grad_x_act, layers/<l>/grad_cam) are stored as map / scale in "
-    "the spec dtype (float16 or float32) with a float32 per-example scale (max |map|) in <array>_scale: "
-    "map = stored * scale. Both dtypes share this one layout (DESIGN §2 stores raw float32 maps; "
-    "attrstream deviates on purpose for one read path)."
+    f"attrstream store format {SCHEMA_VERSION}. Maps (attributions/<m>, layers/<l>/grad_x_act, "
+    "layers/<l>/grad_cam) are stored as map / scale in the spec dtype (float16 or float32) with a "
+    "float32 per-example scale (max |map|) in <array>_scale: map = stored * scale. "
+    "progress/unit_done[u] = 1 once every array of unit u (spec.unit examples) is written."
 )
 
 

@@ -15,7 +15,7 @@ import zarr
 
 from attrstream.engine.errors import StoreError, close_matches
 from attrstream.engine.store.location import StoreLocation, locate, open_group
-from attrstream.engine.store.resume import read_root_meta
+from attrstream.engine.store.meta import read_done, read_ready_meta
 from attrstream.engine.store.spec import RunSpec
 
 Examples = slice | Sequence[int] | np.ndarray | int
@@ -26,11 +26,8 @@ class Run:
 
     def __init__(self, path: str | os.PathLike | StoreLocation) -> None:
         self.path = locate(path)  # str() and .name as for a Path; a local one is also os.PathLike
-        meta = read_root_meta(self.path) if self.path.kind() == "dir" else None
-        if meta is None or meta.get("layout") != "ready":
-            raise StoreError(f"Expected an attrstream store at {self.path}, found none.")
-        self.meta: dict[str, Any] = meta
-        self.spec = RunSpec.from_dict(meta["spec"])
+        self.meta: dict[str, Any] = read_ready_meta(self.path)
+        self.spec = RunSpec.from_dict(self.meta["spec"])
         self.group = open_group(self.path, "r")
         self.n = self.spec.n
         self.methods = self.spec.methods
@@ -42,7 +39,7 @@ class Run:
 
     @property
     def units_done(self) -> np.ndarray:
-        return np.asarray(self.group["progress/unit_done"][:]).astype(bool)
+        return read_done(self.group)
 
     @property
     def complete(self) -> bool:
@@ -100,9 +97,14 @@ class Run:
         return self._map(f"attributions/{method}", "method", self.methods, examples)
 
     def layer_stats(self, layer: str, examples: Examples = slice(None)) -> np.ndarray:
-        """float32 ``[n, C, 5]`` per-example channel statistics (see ``STAT_NAMES``)."""
+        """float32 ``[n, C, S]`` per-example channel statistics, columns named by :meth:`stat_names`."""
         path = self._layer_path(layer, "stats")
         return self._rows(self._array(path, "layer method", self.spec.layer_methods), examples)
+
+    def stat_names(self, layer: str) -> tuple[str, ...]:
+        """The ``stat`` coordinate of a layer: the names of the statistics' columns, as stored."""
+        path = self._layer_path(layer, "stat")
+        return tuple(str(v) for v in self._array(path, "layer method", self.spec.layer_methods)[:])
 
     def grad_x_act(self, layer: str, examples: Examples = slice(None)) -> np.ndarray:
         """float32 ``[n, h, w]`` layer gradient × activation map."""

@@ -16,13 +16,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from attrstream.engine.errors import ConfigError, close_matches
+from attrstream.engine.vocabulary import COMPRESSORS, DTYPES, INPUT_METHODS, LAYER_METHODS
 
-SCHEMA_VERSION = 1
-STAT_NAMES = ("mean", "std", "min", "max", "frac_pos")
-METHODS = ("grad_x_input", "saliency", "smoothgrad", "integrated_gradients")
-LAYER_METHODS = ("stats", "grad_x_act", "grad_cam")
-DTYPES = ("float16", "float32")
-COMPRESSORS = ("lz4", "zstd")
+SCHEMA_VERSION = 1  # the store format version: readers refuse another one
 _NOT_FINGERPRINTED = ("compressor",)
 
 
@@ -65,7 +61,7 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything that fixes the layout and the meaning of a store (see DESIGN §2)."""
+    """Everything that fixes the layout and the meaning of a store."""
 
     n: int
     input_shape: tuple[int, int, int]
@@ -98,7 +94,7 @@ class RunSpec:
             raise ConfigError(f"Expected 0 <= topk <= num_classes={self.num_classes}, got {self.topk!r}.")
         set_(self, "methods", tuple(self.methods))
         set_(self, "layer_methods", tuple(self.layer_methods))
-        _check_names("methods", self.methods, METHODS)
+        _check_names("methods", self.methods, INPUT_METHODS)
         _check_names("layer methods", self.layer_methods, LAYER_METHODS)
         layers = tuple(LayerSpec(**lay) if isinstance(lay, Mapping) else lay for lay in self.layers)
         set_(self, "layers", layers)

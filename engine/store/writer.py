@@ -9,7 +9,6 @@ blocks until the thread frees one (backpressure) instead of allocating more.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import warnings
@@ -22,10 +21,9 @@ import numpy as np
 import zarr
 
 from attrstream.engine.errors import StoreError, WriterError
-from attrstream.engine.store.finalize import finalize_store
 from attrstream.engine.store.layout import WRITE_CONFIG, example_arrays
-from attrstream.engine.store.location import StoreLocation, locate
-from attrstream.engine.store.resume import open_for_writing
+from attrstream.engine.store.location import NoLock, StoreLocation
+from attrstream.engine.store.lock import WriterLock
 from attrstream.engine.store.spec import RunSpec
 
 N_BUFFERS = 2
@@ -52,30 +50,30 @@ class _Unit:
 class StoreWriter:
     """Owner of a store's writer lock, its open group and the background writer thread.
 
+    Built by :func:`~attrstream.engine.store.prepare.open_writer`; closing it (or leaving its
+    ``with`` block) writes the complete units, joins the thread and releases the lock.
+
     ``on_unit_done(u)`` (optional) is called from the writer thread after unit ``u`` is marked done.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike | StoreLocation,
+        location: StoreLocation,
+        group: zarr.Group,
         spec: RunSpec,
+        lock: WriterLock | NoLock,
+        todo: Sequence[int],
         *,
-        overwrite: bool = False,
-        units: Sequence[int] | None = None,
-        lock_name: str = "writer",
-        create: bool = True,
+        units_done: int = 0,
         on_unit_done: Callable[[int], None] | None = None,
     ) -> None:
-        self.path = locate(path)
+        """Take ownership of a held ``lock`` and an open ``group``; :func:`open_writer` builds these."""
+        self.path = location
         self.spec = spec
-        wanted = range(spec.n_units()) if units is None else sorted(set(int(u) for u in units))
-        bad = [u for u in wanted if not 0 <= u < spec.n_units()]
-        if bad:
-            raise StoreError(f"Expected unit indices in [0, {spec.n_units()}), got {bad}.")
-        opened = open_for_writing(self.path, spec, overwrite=overwrite, create=create, lock_name=lock_name)
-        self.group = opened.group
-        self._lock = opened.lock
-        self.todo: list[int] = [u for u in wanted if not opened.done[u]]
+        self.group = group
+        self._lock = lock
+        self.todo: list[int] = list(todo)
+        self.units_done_before = units_done  # units already marked done when this writer opened
         self._expected = {a.path: a for a in example_arrays(spec)}
         try:
             self._arrays = {key: self.group[key].with_config(WRITE_CONFIG) for key in self._expected}
@@ -275,11 +273,6 @@ class StoreWriter:
             self._lock.release()
         if raise_errors:
             self._raise_error()
-
-    def finalize(self) -> None:
-        """Close, then write the dataset statistics and consolidated metadata (idempotent)."""
-        self.close()
-        finalize_store(self.path)
 
     def __enter__(self) -> StoreWriter:
         return self

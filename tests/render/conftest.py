@@ -1,4 +1,4 @@
-"""Small real stores on disk, written with the real StoreWriter, for the renderer's tests.
+"""Small real stores on disk, written with the real store writer, for the renderer's tests.
 
 The data are random but structured like a sweep's: one bright blob per image (its mask), maps
 peaked on the blob, logits favouring the label, channel statistics with a few strong channels.
@@ -12,7 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attrstream.engine.store import LayerSpec, RunSpec, StoreWriter, example_arrays
+from attrstream.engine.store import (
+    LayerSpec,
+    RunSpec,
+    example_arrays,
+    finalize_store,
+    open_writer,
+)
 
 CLASS_NAMES = ["disc", "ring", "bar", "dot"]
 
@@ -94,14 +100,13 @@ def write_store(path: Path, seed: int, *, spec: RunSpec | None = None, units: li
     """A store at ``path`` holding ``units`` (default: all), finalized when every unit is written."""
     spec = spec or make_spec()
     data = example_data(spec, seed)
-    writer = StoreWriter(path, spec, units=units)
+    writer = open_writer(path, spec, units=units)
     for u in writer.todo:
         a, b = writer.unit_range(u)
         writer.append(a, {key: value[a:b] for key, value in data.items()})
+    writer.close()
     if finalize:
-        writer.finalize()
-    else:
-        writer.close()
+        finalize_store(path)
     return path
 
 

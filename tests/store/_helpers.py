@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attrstream.engine.store import LayerSpec, RunSpec, StoreWriter, array_specs, example_arrays
+from attrstream.engine.store import LayerSpec, RunSpec, StoreWriter, array_specs, example_arrays, open_writer
 
 
 def small_spec(**overrides) -> RunSpec:
@@ -91,7 +91,7 @@ def feed(writer: StoreWriter, spec: RunSpec, sizes: Iterable[int] = (3, 5, 2)) -
 
 def write_run(path: Path, spec: RunSpec, sizes: Iterable[int] = (3, 5, 2), **kwargs) -> StoreWriter:
     """Write every todo unit in uneven batches that span units; returns the closed writer."""
-    with StoreWriter(path, spec, **kwargs) as writer:
+    with open_writer(path, spec, **kwargs) as writer:
         feed(writer, spec, sizes)
     return writer
 

@@ -10,7 +10,7 @@ import sys
 import time
 
 import attrstream.engine.store.writer as writer_module
-from attrstream.engine.store import StoreWriter
+from attrstream.engine.store import open_writer
 from tests.store._helpers import feed, small_spec
 
 CRASH_SPEC = dict(n=22, unit=4)  # 6 units, the last one short
@@ -26,7 +26,7 @@ def main() -> None:
 
     writer_module.write_region = slow
     spec = small_spec(**CRASH_SPEC)
-    with StoreWriter(path, spec) as writer:
+    with open_writer(path, spec) as writer:
         print("ready", flush=True)
         if sys.argv[3:] == ["hold"]:
             time.sleep(60)

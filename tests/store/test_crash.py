@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from attrstream.engine.errors import StoreLockedError
-from attrstream.engine.store import StoreWriter, open_run
+from attrstream.engine.store import open_run, open_writer
 from tests.store._helpers import assert_stores_equal, small_spec, write_run
 from tests.store._slow_writer import CRASH_SPEC
 
@@ -86,9 +86,9 @@ def test_second_writer_is_refused_then_a_dead_holder_is_taken_over(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreLockedError, match=rf"pid {holder.pid} on host {socket.gethostname()}"):
-            StoreWriter(path, spec)
+            open_writer(path, spec)
         with pytest.raises(StoreLockedError, match="no other writer"):
-            StoreWriter(path, spec, overwrite=True)
+            open_writer(path, spec, overwrite=True)
     finally:
         holder.kill()
         holder.wait()
@@ -100,11 +100,11 @@ def test_second_writer_is_refused_then_a_dead_holder_is_taken_over(tmp_path):
 def test_same_process_second_writer_and_foreign_host_locks_are_refused(tmp_path):
     spec = small_spec()
     path = tmp_path / "run.zarr"
-    with StoreWriter(path, spec), pytest.raises(StoreLockedError, match=f"pid {os.getpid()}"):
-        StoreWriter(path, spec)
+    with open_writer(path, spec), pytest.raises(StoreLockedError, match=f"pid {os.getpid()}"):
+        open_writer(path, spec)
     (path / "writer.lock").write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": "x"}))
     with pytest.raises(StoreLockedError, match="host elsewhere"):
-        StoreWriter(path, spec)
+        open_writer(path, spec)
     (path / "writer.lock").write_text("")  # unreadable: a crash leftover
     with pytest.warns(UserWarning, match="unreadable"):
         write_run(path, spec)

@@ -9,7 +9,7 @@ import pytest
 import zarr
 
 from attrstream.engine.errors import StoreError
-from attrstream.engine.store import LayerSpec, StoreWriter, finalize_store, open_run
+from attrstream.engine.store import LayerSpec, finalize_store, open_run, open_writer
 from tests.store._helpers import rows, small_spec, write_run
 
 
@@ -29,10 +29,10 @@ def test_pooled_stats_equal_numpy_over_the_raw_activations(tmp_path):
     data["layers/layer4.1.conv2/stats"] = per_example_stats(acts)
     data["inputs/skipped"][[2, 9]] = 1  # skipped images are left out of the pool
     path = tmp_path / "run.zarr"
-    with StoreWriter(path, spec) as writer:
+    with open_writer(path, spec) as writer:
         for lo in range(0, spec.n, 5):
             writer.append(lo, {k: v[lo : lo + 5] for k, v in data.items()})
-    writer.finalize()
+    finalize_store(writer.path)
     got = open_run(path).dataset_stats("layer4.1.conv2")
     assert got.dtype == np.float64 and got.shape == (6, 5)
 
@@ -56,9 +56,9 @@ def test_nan_examples_are_left_out_per_channel(tmp_path):
     stats = np.abs(data["layers/fc/stats"])
     stats[1, 0, :] = np.nan  # a NaN activation in example 1, channel 0
     data["layers/fc/stats"] = stats
-    with StoreWriter(tmp_path / "run.zarr", spec) as writer:
+    with open_writer(tmp_path / "run.zarr", spec) as writer:
         writer.append(0, data)
-    writer.finalize()
+    finalize_store(writer.path)
     got = open_run(tmp_path / "run.zarr").dataset_stats("fc")
     np.testing.assert_allclose(got[0, 0], stats[[0, 2, 3], 0, 0].astype(np.float64).mean(), rtol=1e-12)
     np.testing.assert_allclose(got[1, 0], stats[:, 1, 0].astype(np.float64).mean(), rtol=1e-12)

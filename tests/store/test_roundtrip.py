@@ -9,7 +9,8 @@ import zarr
 
 from attrstream.engine import open_run as lazy_open_run
 from attrstream.engine.errors import StoreError
-from attrstream.engine.store import STAT_NAMES, StoreWriter, describe_store, open_run
+from attrstream.engine.store import describe_store, finalize_store, open_run, open_writer
+from attrstream.kernels.names import STAT_NAMES
 from tests.store._helpers import raw_maps, rows, small_spec, write_run
 
 VARIANTS = [
@@ -136,9 +137,9 @@ def test_describe_store(tmp_path):
 
 def test_empty_run_is_complete_and_finalizes(tmp_path):
     spec = small_spec(n=0)
-    with StoreWriter(tmp_path / "run.zarr", spec) as writer:
+    with open_writer(tmp_path / "run.zarr", spec) as writer:
         assert writer.todo == []
-    writer.finalize()
+    finalize_store(writer.path)
     run = open_run(tmp_path / "run.zarr")
     assert run.complete and run.attribution("saliency").shape == (0, 8, 6)
     assert np.isnan(run.dataset_stats("fc")).all()  # no example: nothing to pool

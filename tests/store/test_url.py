@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import zarr
 
-from attrstream.engine.store import StoreWriter, describe_store, finalize_store, open_run
+from attrstream.engine.store import describe_store, finalize_store, open_run, open_writer
 from attrstream.engine.store.location import LocalLocation, UrlLocation, locate
 from tests.store._helpers import assert_stores_equal, feed, rows, small_spec, write_run
 
@@ -47,9 +47,9 @@ def test_memory_round_trip_writes_finalizes_and_reads_back_equal(url, tmp_path):
     spec = small_spec()
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        with StoreWriter(url, spec) as writer:
+        with open_writer(url, spec) as writer:
             feed(writer, spec)
-        writer.finalize()
+        finalize_store(writer.path)
         run = open_run(url)
     assert no_lock_warnings(record) == [f"{url}: {NO_LOCK}."]  # once for the store, not per open
     assert run.complete and str(run.path) == url and run.path.name == "run.zarr"
@@ -71,7 +71,7 @@ def test_memory_store_resumes_with_the_units_not_done(url):
     with pytest.warns(UserWarning, match="no writer lock"):
         first = write_run(url, spec, units=[1])
     assert first.todo == [1]
-    with StoreWriter(url, spec) as writer:
+    with open_writer(url, spec) as writer:
         assert writer.todo == [0, 2]
         feed(writer, spec)
     np.testing.assert_array_equal(open_run(url).units_done, [True, True, True])
@@ -84,7 +84,7 @@ def test_memory_store_refuses_a_different_configuration_and_overwrites_on_reques
         write_run(url, small_spec(), units=[0])
     other = small_spec(unit=5)
     with pytest.raises(FingerprintMismatchError, match="unit: 4 -> 5"):
-        StoreWriter(url, other)
+        open_writer(url, other)
     write_run(url, other, overwrite=True)
     assert open_run(url).spec.unit == 5 and open_run(url).complete
 
@@ -94,7 +94,7 @@ def test_file_url_behaves_like_the_local_path_with_its_lock(tmp_path):
     path = tmp_path / "run.zarr"
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        with StoreWriter(f"file://{path}", spec) as writer:
+        with open_writer(f"file://{path}", spec) as writer:
             assert (path / "writer.lock").is_file()
             feed(writer, spec)
         assert not (path / "writer.lock").exists()
@@ -106,7 +106,7 @@ def test_file_url_behaves_like_the_local_path_with_its_lock(tmp_path):
 def test_describe_store_reads_a_memory_store(url):
     spec = small_spec()
     with pytest.warns(UserWarning, match="no writer lock"):
-        write_run(url, spec).finalize()
+        finalize_store(write_run(url, spec).path)
     text = describe_store(url)
     assert text.splitlines()[0] == f"store     {url}"
     assert "progress  3/3 units done  finalized" in text and "attributions/saliency " in text
@@ -140,5 +140,5 @@ def test_a_url_holding_other_objects_is_refused_untouched(url):
     memory = fsspec.filesystem("memory")
     memory.pipe_file(f"{url.removeprefix('memory://')}/notes.txt", b"mine")
     with pytest.raises(StoreError, match=r"containing notes\.txt; nothing was written"):
-        StoreWriter(url, small_spec())
+        open_writer(url, small_spec())
     assert memory.cat_file(f"{url.removeprefix('memory://')}/notes.txt") == b"mine"

@@ -11,13 +11,13 @@ import pytest
 
 import attrstream.engine.store.writer as writer_module
 from attrstream.engine.errors import StoreError, WriterError
-from attrstream.engine.store import StoreWriter, open_run
+from attrstream.engine.store import open_run, open_writer
 from tests.store._helpers import assert_stores_equal, feed, rows, small_spec, write_run
 
 
 @pytest.fixture
 def writer(tmp_path):
-    w = StoreWriter(tmp_path / "run.zarr", small_spec())
+    w = open_writer(tmp_path / "run.zarr", small_spec())
     yield w
     w.close(raise_errors=False)  # tests leave units incomplete on purpose
 
@@ -64,7 +64,7 @@ def test_backpressure_blocks_append_and_keeps_two_buffers(tmp_path, monkeypatch)
         original(array, start, data)
 
     monkeypatch.setattr(writer_module, "write_region", slow_write)
-    with StoreWriter(tmp_path / "run.zarr", spec) as w:
+    with open_writer(tmp_path / "run.zarr", spec) as w:
         for u in range(6):
             t0 = time.perf_counter()
             w.append(4 * u, rows(spec, 4 * u, 4 * u + 4))
@@ -91,7 +91,7 @@ def test_oserror_in_the_thread_names_the_unit_keeps_earlier_units_and_resumes(tm
     monkeypatch.setattr(writer_module, "write_region", disk_full_at_unit_2)
     done_units = []
     error = r"unit 2 \(examples 8..11\).*No space left on device.*rerun"
-    with pytest.raises(WriterError, match=error), StoreWriter(path, spec, on_unit_done=done_units.append) as w:
+    with pytest.raises(WriterError, match=error), open_writer(path, spec, on_unit_done=done_units.append) as w:
         feed(w, spec)
         w.close()
     assert isinstance(w._error.__cause__, OSError)
@@ -108,7 +108,7 @@ def test_oserror_in_the_thread_names_the_unit_keeps_earlier_units_and_resumes(tm
 
 def test_close_with_an_incomplete_unit_warns_and_marks_nothing(tmp_path):
     spec = small_spec()
-    with pytest.warns(UserWarning, match=r"incomplete units \[1\]"), StoreWriter(tmp_path / "run.zarr", spec) as w:
+    with pytest.warns(UserWarning, match=r"incomplete units \[1\]"), open_writer(tmp_path / "run.zarr", spec) as w:
         w.append(0, rows(spec, 0, 6))
     np.testing.assert_array_equal(open_run(tmp_path / "run.zarr").units_done, [True, False, False])
     with pytest.raises(StoreError, match="closed"):
@@ -117,7 +117,7 @@ def test_close_with_an_incomplete_unit_warns_and_marks_nothing(tmp_path):
 
 def test_an_exception_in_the_sweep_marks_no_half_unit(tmp_path):
     spec = small_spec()
-    with pytest.raises(KeyError), StoreWriter(tmp_path / "run.zarr", spec) as w:
+    with pytest.raises(KeyError), open_writer(tmp_path / "run.zarr", spec) as w:
         w.append(0, rows(spec, 0, 6))
         raise KeyError("model crashed")
     np.testing.assert_array_equal(open_run(tmp_path / "run.zarr").units_done, [True, False, False])

@@ -1,0 +1,150 @@
+"""What the user asks for, as frozen dataclasses validated on construction: the sweep
+(:class:`SweepConfig`), the model (:class:`ModelSpec`) and the data (:class:`DataSpec`).
+
+The command line's options are derived from these fields (:mod:`attrstream.engine.options`), so
+defaults and help live here once. Torch-free, so that ``attrstream --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from attrstream.engine.errors import ConfigError
+from attrstream.engine.methods import Target, parse_target, split_methods
+from attrstream.engine.options import csv, int_pair, option
+from attrstream.engine.vocabulary import COMPRESSORS, DEFAULT_METHODS, DTYPES
+from attrstream.kernels.names import REDUCTIONS
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int ``>= minimum``; anything else (a string, a bool, a float) is a ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"Expected {_flag(name)} to be an integer >= {minimum}, got {value!r} ({type(value).__name__}).")
+    if value < minimum:
+        raise ConfigError(f"Expected {_flag(name)} >= {minimum}, got {value}.")
+    return value
+
+
+def _names(name: str, value: Any) -> tuple[str, ...]:
+    """A list or ``"a,b"`` string of names as a tuple (the config is hashable data); empty is an error."""
+    items = csv(value) if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+        raise ConfigError(f"Expected {_flag(name)} as a list of names or a comma-separated string, got {value!r}.")
+    if not items:
+        raise ConfigError(f"Expected at least one name in {_flag(name)}, got none.")
+    return tuple(items)
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"Expected {_flag(name)} in ({', '.join(choices)}), got {value!r}.")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything that decides what a sweep computes and how; validated on construction."""
+
+    layers: tuple[str, ...] | None = option(None, "comma-separated layer names (default: the model's stages)",
+                                            parse=csv, metavar="A,B")
+    methods: tuple[str, ...] = option(DEFAULT_METHODS, "comma-separated methods", parse=csv, metavar="M,N")
+    target: Target = option("pred", "class to explain: pred, label, or a class index")
+    reduce: str = option("sum", f"channel reduction of grad×input and grad×act: {', '.join(REDUCTIONS)}")
+    batch_size: int = option(32, "images per forward/backward pass")
+    unit: int = option(256, "examples per stored shard (the resume granularity)")
+    device: str = option("cpu", "cpu, cuda or cuda:I")
+    dtype: str = option("float16", f"map storage: {', '.join(DTYPES)}")
+    compressor: str = option("lz4", f"Blosc codec: {', '.join(COMPRESSORS)}")
+    autocast: bool = option(False, "bf16 autocast for the forward pass")
+    num_workers: int = option(0, "data loader worker processes")
+    limit: int | None = option(None, "sweep only the first N examples", parse=int, metavar="N")
+    token_grid: tuple[int, int] | None = option(None, "HxW patch grid of token layers (default: square)",
+                                                parse=int_pair, metavar="HxW")
+    smoothgrad_samples: int = option(8, "noisy samples per image for smoothgrad")
+    ig_steps: int = option(16, "Riemann steps per image for integrated_gradients")
+    skip_bad_images: bool = option(False, "record unreadable images in inputs/skipped and go on")
+    overwrite: bool = option(False, "replace a store written with another configuration")
+    progress: bool = option(True, "hide the progress bar", flag="--no-progress")
+    finalize: bool = True
+    model_name: str | None = None
+    dataset_name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded in the store config (e.g. class names)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if self.layers is not None:
+            set_(self, "layers", _names("layers", self.layers))
+        set_(self, "methods", _names("methods", self.methods))
+        split_methods(self.methods)
+        set_(self, "target", parse_target(self.target))
+        for name in ("batch_size", "unit", "smoothgrad_samples", "ig_steps"):
+            check_int(name, getattr(self, name), 1)
+        check_int("num_workers", self.num_workers, 0)
+        if self.limit is not None:
+            check_int("limit", self.limit, 0)
+        _choice("dtype", self.dtype, DTYPES)
+        _choice("reduce", self.reduce, REDUCTIONS)
+        _choice("compressor", self.compressor, COMPRESSORS)
+        if self.token_grid is not None:
+            grid = tuple(self.token_grid) if isinstance(self.token_grid, (list, tuple)) else ()
+            if len(grid) != 2:
+                raise ConfigError(f"Expected token-grid as (h, w), got {self.token_grid!r}.")
+            set_(self, "token_grid", (check_int("token_grid", grid[0], 1), check_int("token_grid", grid[1], 1)))
+        for name in ("autocast", "skip_bad_images", "overwrite", "progress", "finalize"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"Expected {_flag(name)} to be True or False, got {getattr(self, name)!r}.")
+        if not isinstance(self.device, str) or (self.device != "cpu" and not self.device.startswith("cuda")):
+            raise ConfigError(f"Expected device cpu or cuda[:i], got {self.device!r}.")
+        if self.device.startswith("cuda") and not _cuda_available():
+            raise ConfigError(f"Device {self.device!r} was requested but CUDA is not available here; use --device cpu.")
+        if not isinstance(self.extra, dict):
+            raise ConfigError(f"Expected extra to be a dict, got {type(self.extra).__name__}.")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the user asked for: ``name`` (torchvision, builtin or ``module:factory``) and weights."""
+
+    name: str = option(help="a torchvision name (resnet18), a registered name (shapesnet), or package.module:factory",
+                       flag="--model", required=True)
+    weights: str | None = option(None, "state dict PATH, or DEFAULT for torchvision's (needs internet); "
+                                 "none: seeded random init", metavar="PATH")
+    num_classes: int | None = option(None, "number of classes of the model's head (default: the model's own)",
+                                     parse=int, metavar="K")
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"Expected a model name (e.g. resnet18), got {self.name!r}.")
+        if self.num_classes is not None and (isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int)
+                                             or self.num_classes < 1):
+            raise ConfigError(f"Expected num-classes >= 1, got {self.num_classes!r}.")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What the CLI asked for: a registered name (``fake``, ``shapes``) or an ImageFolder directory."""
+
+    name: str = option(help="a registered data set (fake, shapes) or an ImageFolder directory", flag="--data",
+                       required=True)
+    image_size: int | None = option(None, "input size in pixels (default: the source's own: fake 224, shapes 64, "
+                                    "ImageFolder 224)", parse=int, metavar="PX")
+    num_classes: int = 1000  # labels of `fake`; the CLI passes the model's
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"Expected a data set name or directory, got {self.name!r}.")
+        if self.image_size is not None and (isinstance(self.image_size, bool) or not isinstance(self.image_size, int)
+                                            or self.image_size < 1):
+            raise ConfigError(f"Expected image-size >= 1, got {self.image_size!r}.")

@@ -1,0 +1,160 @@
+"""Preparing a sweep: resolve the layers, probe the shapes, and derive what the run stores and computes.
+
+Everything a sweep decides before its first batch comes from the :class:`SweepConfig` through the
+functions here: :func:`run_spec` (the store's layout and fingerprint), :func:`extract_plan` (what
+each batch computes) and :func:`describe_run` (the configuration recorded in the store).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from attrstream.engine import __version__
+from attrstream.engine.capture import default_layers, inference_mode_for_attribution, resolve_layers
+from attrstream.engine.config import SweepConfig
+from attrstream.engine.data import split_item
+from attrstream.engine.errors import ConfigError, DataError
+from attrstream.engine.extract import ExtractPlan, layer_shapes, token_grid
+from attrstream.engine.methods import split_methods, target_name
+from attrstream.engine.models import weights_sha256
+from attrstream.engine.store import LayerSpec, RunSpec
+from attrstream.engine.vocabulary import LAYER_MAP_METHODS
+
+THUMB_MAX = 64  # longest side of the stored thumbnails
+TOPK_ABOVE = 1000  # store top-5 index/prob instead of logits when K is larger
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What :func:`plan_sweep` decided: the store's spec, the per-batch plan and the device."""
+
+    spec: RunSpec
+    extract: ExtractPlan
+    device: torch.device
+    has_mask: bool
+
+
+@dataclass(frozen=True)
+class ProbedLayer:
+    """One layer as the shape probe saw it: its store spec and, for tokens, the patch grid."""
+
+    spec: LayerSpec
+    grid: tuple[int, int, int] | None = None  # (h, w, leading tokens dropped)
+
+
+def thumbnail_shape(h: int, w: int) -> tuple[int, int]:
+    s = min(1.0, THUMB_MAX / max(h, w))
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def probed_layer(name: str, shape: tuple[int, ...], layer_methods: tuple[str, ...],
+                 given_grid: tuple[int, int] | None) -> ProbedLayer:
+    """The layer's channels and map shape from its per-example output shape."""
+    wants_maps = bool(set(LAYER_MAP_METHODS) & set(layer_methods))
+    if len(shape) == 3:
+        return ProbedLayer(LayerSpec(name, shape[0], (shape[1], shape[2]) if wants_maps else None))
+    if len(shape) == 2:  # tokens [T, C]
+        grid = token_grid(shape[0], given_grid) if wants_maps else None
+        return ProbedLayer(LayerSpec(name, shape[1], grid[:2] if grid else None), grid)
+    if len(shape) == 1:
+        return ProbedLayer(LayerSpec(name, shape[0], None))
+    raise ConfigError(f"Layer {name!r} has output shape {shape} per example; expected [C,H,W], [T,C] or [C].")
+
+
+def describe_run(model: nn.Module, dataset: Dataset, cfg: SweepConfig, n: int, layers: list[str],
+                 image_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The configuration recorded in (and fingerprinted with) the store."""
+    return {
+        "model": {
+            "name": cfg.model_name or type(model).__name__,
+            "weights_sha256": weights_sha256(model),
+            "n_params": sum(p.numel() for p in model.parameters()),
+        },
+        "dataset": {"name": cfg.dataset_name or type(dataset).__name__, "n": n, "image_shape": list(image_shape)},
+        "layers": layers,
+        "target": target_name(cfg.target),
+        "reduce": cfg.reduce,
+        "autocast": cfg.autocast,
+        "smoothgrad_samples": cfg.smoothgrad_samples,
+        "ig_steps": cfg.ig_steps,
+        "token_grid": list(cfg.token_grid) if cfg.token_grid else None,
+        "skip_bad_images": cfg.skip_bad_images,
+        "device": cfg.device,
+        "attrstream_version": __version__,
+        **cfg.extra,
+    }
+
+
+def run_spec(cfg: SweepConfig, *, n: int, image_shape: tuple[int, ...], num_classes: int,
+             layers: tuple[LayerSpec, ...], has_mask: bool, description: dict[str, Any]) -> RunSpec:
+    """The store's spec (layout and fingerprint) for this sweep."""
+    input_methods, layer_methods = split_methods(cfg.methods)
+    return RunSpec(
+        n=n,
+        input_shape=tuple(image_shape),
+        num_classes=num_classes,
+        methods=input_methods,
+        layer_methods=layer_methods,
+        layers=layers,
+        unit=cfg.unit,
+        thumb_size=thumbnail_shape(*image_shape[-2:]),
+        has_mask=has_mask,
+        topk=5 if num_classes > TOPK_ABOVE else 0,
+        dtype=cfg.dtype,
+        compressor=cfg.compressor,
+        config=description,
+    )
+
+
+def extract_plan(cfg: SweepConfig, layers: dict[str, nn.Module], probed: dict[str, ProbedLayer], topk: int) -> ExtractPlan:
+    """What each batch computes, for this sweep."""
+    input_methods, layer_methods = split_methods(cfg.methods)
+    return ExtractPlan(
+        layers=layers,
+        input_methods=input_methods,
+        layer_methods=layer_methods,
+        target=cfg.target,
+        reduce=cfg.reduce,
+        out_dtype=torch.float16 if cfg.dtype == "float16" else torch.float32,
+        topk=topk,
+        autocast=cfg.autocast,
+        token_grids={name: p.grid for name, p in probed.items() if p.grid is not None},
+        smoothgrad_samples=cfg.smoothgrad_samples,
+        ig_steps=cfg.ig_steps,
+    )
+
+
+def plan_sweep(model: nn.Module, dataset: Dataset, cfg: SweepConfig, device: torch.device, *,
+               announce: bool) -> SweepPlan:
+    """Resolve layers and probe shapes (one forward of one image); moves ``model`` to ``device``."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if cfg.limit is not None:
+        n = min(n, cfg.limit)
+    if n == 0:
+        raise DataError("The data set is empty (or --limit 0): nothing to sweep.")
+    x0, _ = split_item(dataset[0])
+    if x0.ndim != 3:
+        raise DataError(f"Expected images of shape [C, H, W], got {tuple(x0.shape)}.")
+
+    _, layer_methods = split_methods(cfg.methods)
+    model = model.to(device)
+    names = list(cfg.layers) if cfg.layers is not None else default_layers(model)
+    if cfg.layers is None and layer_methods and announce:
+        print(f"attrstream: no layers given; using {', '.join(names)}", file=sys.stderr)
+    layers = resolve_layers(model, names if layer_methods else [])
+    with inference_mode_for_attribution(model):
+        num_classes, shapes = layer_shapes(model, x0[None].to(device), layers)
+    if isinstance(cfg.target, int) and cfg.target >= num_classes:
+        raise ConfigError(f"Target class {cfg.target} is outside the model's outputs: expected 0..{num_classes - 1}.")
+    probed = {name: probed_layer(name, shapes[name], layer_methods, cfg.token_grid) for name in layers}
+    has_mask = callable(getattr(dataset, "mask", None))
+    spec = run_spec(cfg, n=n, image_shape=tuple(x0.shape), num_classes=num_classes,
+                    layers=tuple(p.spec for p in probed.values()), has_mask=has_mask,
+                    description=describe_run(model, dataset, cfg, n, list(layers), tuple(x0.shape)))
+    return SweepPlan(spec, extract_plan(cfg, layers, probed, spec.topk), device, has_mask)

@@ -1,0 +1,109 @@
+"""Opening a store for writing: create, resume, or refuse — the one way a writer gets a store.
+
+Nothing is written before the path is known to be either absent, empty, or an attrstream store:
+a user's directory is never turned into (or deleted as) a store by mistake. :func:`open_writer`
+checks the target, takes the writer lock, prepares the layout and hands lock and group to one
+:class:`StoreWriter`, which owns them until it closes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from attrstream.engine.errors import FingerprintMismatchError, StoreError, StoreLockedError
+from attrstream.engine.store.layout import create_layout
+from attrstream.engine.store.location import NoLock, StoreLocation, locate, open_group
+from attrstream.engine.store.lock import LOCK_SUFFIX, WriterLock
+from attrstream.engine.store.meta import read_done, read_root_meta
+from attrstream.engine.store.spec import RunSpec, spec_differences
+from attrstream.engine.store.writer import StoreWriter
+
+
+def _check_target(location: StoreLocation) -> dict[str, Any] | None:
+    kind = location.kind()
+    if kind == "file":
+        raise StoreError(f"Expected a directory for the store at {location}, got a file.")
+    meta = read_root_meta(location) if kind == "dir" else None
+    if meta is None and kind == "dir":
+        foreign = [name for name in location.children() if not name.endswith(LOCK_SUFFIX)]
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise StoreError(
+                f"Expected an attrstream store or an empty directory at {location}, got a directory "
+                f"containing {shown}; nothing was written. Choose another output path."
+            )
+    return meta
+
+
+def _check_fingerprint(root: StoreLocation, meta: dict[str, Any], spec: RunSpec) -> None:
+    diffs = spec_differences(meta["spec"], spec.to_dict())
+    if meta.get("fingerprint") != spec.fingerprint() or diffs:
+        raise FingerprintMismatchError(
+            f"Store {root} was written with a different configuration (expected fingerprint "
+            f"{meta.get('fingerprint', '?')[:12]}, got {spec.fingerprint()[:12]}): "
+            + "; ".join(diffs or ["(schema change)"])
+            + ". Pass --overwrite (overwrite=True) to start over, or choose another output path."
+        )
+
+
+def _prepare_layout(root: StoreLocation, meta: dict[str, Any] | None, spec: RunSpec, overwrite: bool,
+                    lock: WriterLock | NoLock):
+    others = root.other_writers(lock)
+    if not others:
+        # No other writer alive: every temp file is a crash leftover. Ranks joining a prepared
+        # store (prepare=False) never clean: the preparing rank did, before they took their locks.
+        root.clean_partials()
+    if meta is None or overwrite or meta.get("layout") != "ready":
+        if others:
+            raise StoreLockedError(f"Expected no other writer while (re)creating {root}, got live locks {others}.")
+        root.clear(keep=lock)
+        group = open_group(root, "a", attributes={"attrstream": {"layout": "creating"}})
+        create_layout(group, spec)
+        return group
+    return open_group(root, "r+", use_consolidated=False)
+
+
+def open_writer(
+    target: str | os.PathLike | StoreLocation,
+    spec: RunSpec,
+    *,
+    overwrite: bool = False,
+    prepare: bool = True,
+    lock_name: str = "writer",
+    share: tuple[int, int] = (0, 1),
+    units: Sequence[int] | None = None,
+    on_unit_done: Callable[[int], None] | None = None,
+) -> StoreWriter:
+    """A running :class:`StoreWriter` for the units of ``spec`` not yet done.
+
+    ``prepare`` (one process, or rank 0 before its barrier) creates, recreates or validates the
+    layout; ``prepare=False`` joins a layout another process prepared. ``share=(rank, world)``
+    gives this writer every ``world``-th unit still to do, starting at ``rank``; ``units``
+    restricts it further to the listed units.
+    """
+    root = locate(target)
+    meta = _check_target(root)
+    if meta is not None and not overwrite and meta.get("layout") == "ready":
+        _check_fingerprint(root, meta, spec)
+    if not prepare and (meta is None or meta.get("layout") != "ready"):
+        raise StoreError(f"Expected a prepared store layout at {root} (prepare=False), found none.")
+    if prepare:
+        root.make_dir()
+    lock = root.lock(lock_name)
+    lock.acquire()
+    try:
+        group = _prepare_layout(root, meta, spec, overwrite, lock) if prepare else open_group(root, "r+", use_consolidated=False)
+        done = read_done(group)
+        wanted = range(spec.n_units()) if units is None else sorted(set(int(u) for u in units))
+        bad = [u for u in wanted if not 0 <= u < spec.n_units()]
+        if bad:
+            raise StoreError(f"Expected unit indices in [0, {spec.n_units()}), got {bad}.")
+        rank, world = share
+        todo = [u for u in range(spec.n_units()) if not done[u]][rank::world]
+        return StoreWriter(root, group, spec, lock, [u for u in todo if u in set(wanted)],
+                           units_done=int(done.sum()), on_unit_done=on_unit_done)
+    except BaseException:
+        lock.release()
+        raise
