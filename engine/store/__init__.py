@@ -1,23 +1,34 @@
-"""The streaming Zarr v3 store: layout, unit writer, prepare/resume, finalize, reader, info."""
+"""The streaming Zarr v3 store: layout, unit writer, prepare/resume, finalize, reader, info.
 
-from attrstream.engine.store.finalize import finalize_store
-from attrstream.engine.store.info import describe_store
-from attrstream.engine.store.layout import array_specs, example_arrays
-from attrstream.engine.store.prepare import open_writer
-from attrstream.engine.store.reader import Run, open_run
-from attrstream.engine.store.spec import SCHEMA_VERSION, LayerSpec, RunSpec
-from attrstream.engine.store.writer import StoreWriter
+Imports are lazy, so that reading a store (``open_run``) loads only the reader and the metadata
+helpers, never the code that creates or resumes a store.
+"""
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "LayerSpec",
-    "Run",
-    "RunSpec",
-    "StoreWriter",
-    "array_specs",
-    "describe_store",
-    "example_arrays",
-    "finalize_store",
-    "open_run",
-    "open_writer",
-]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "Run": "reader",
+    "open_run": "reader",
+    "describe_store": "info",
+    "finalize_store": "finalize",
+    "open_writer": "prepare",
+    "StoreWriter": "writer",
+    "array_specs": "layout",
+    "example_arrays": "layout",
+    "SCHEMA_VERSION": "spec",
+    "LayerSpec": "spec",
+    "RunSpec": "spec",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'attrstream.engine.store' has no attribute {name!r}") from None
+    return getattr(import_module(f"attrstream.engine.store.{module}"), name)
