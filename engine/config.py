@@ -126,9 +126,8 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"Expected a model name (e.g. resnet18), got {self.name!r}.")
-        if self.num_classes is not None and (isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int)
-                                             or self.num_classes < 1):
-            raise ConfigError(f"Expected num-classes >= 1, got {self.num_classes!r}.")
+        if self.num_classes is not None:
+            check_int("num_classes", self.num_classes, 1)
 
 
 @dataclass(frozen=True)
@@ -145,6 +144,5 @@ class DataSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"Expected a data set name or directory, got {self.name!r}.")
-        if self.image_size is not None and (isinstance(self.image_size, bool) or not isinstance(self.image_size, int)
-                                            or self.image_size < 1):
-            raise ConfigError(f"Expected image-size >= 1, got {self.image_size!r}.")
+        if self.image_size is not None:
+            check_int("image_size", self.image_size, 1)

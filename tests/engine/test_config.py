@@ -45,7 +45,7 @@ def test_sweep_config_normalizes_name_lists() -> None:
 
 @pytest.mark.parametrize(("spec", "options", "match"), [
     (DataSpec, {"name": "fake", "image_size": 0}, r"image-size >= 1, got 0"),
-    (DataSpec, {"name": "fake", "image_size": "64"}, r"image-size >= 1, got '64'"),
+    (DataSpec, {"name": "fake", "image_size": "64"}, r"image-size to be an integer >= 1, got '64'"),
     (DataSpec, {"name": ""}, r"data set name or directory"),
     (ModelSpec, {"name": "resnet18", "num_classes": 0}, r"num-classes >= 1, got 0"),
     (ModelSpec, {"name": ""}, r"model name"),
