@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from attrstream.engine import sweep
+from attrstream.engine import open_run, sweep
 from attrstream.engine.data import FakeImages
 from attrstream.engine.errors import FingerprintMismatchError, ModelError
 from attrstream.engine.host_copy import HostCopier
@@ -89,8 +89,6 @@ def test_cli_token_grid_maps_a_non_square_grid_like_autograd(tmp_path):
                "--limit", "4", "--num-classes", "5", "--layers", "block", "--methods", "grad_x_act,grad_cam,stats",
                "--token-grid", "3x2", "--dtype", "float32", "--no-progress", "--out", str(out))
     assert done.returncode == 0, done.stderr
-    from attrstream.engine import open_run
-
     run = open_run(out)
     data = FakeImages(n=4, image_size=24, num_classes=5)
     gxa, cam = token_maps64(patch_tokens(), torch.stack([data[i][0] for i in range(4)]), (3, 2))
@@ -144,7 +142,7 @@ def test_cli_prints_the_nan_warning_as_one_line(tmp_path):
                "--out", str(tmp_path / "nan.zarr"))
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if "NaN or Inf" in line]
-    assert lines == [line for line in lines if line.startswith("attrstream: warning: ")] and len(lines) == 1
+    assert len(lines) == 1 and lines[0].startswith("attrstream: warning: "), done.stderr
     assert f"example(s) {poisoned}" in lines[0]
     assert "Traceback" not in done.stderr
 
