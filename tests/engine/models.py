@@ -19,13 +19,18 @@ class TinyCNN(nn.Module):
         return self.head(self.stage2(self.stage1(x)).mean((2, 3)))
 
 
+POISON_ABOVE = 1.5
+
+
 class NaNAfter(TinyCNN):
-    """Produces NaN logits for the example whose first pixel is exactly 0.5 (planted by tests)."""
+    """NaN logits, and so NaN gradients, for every example whose first pixel exceeds ``POISON_ABOVE``.
+
+    Tests plant such pixels; in ``fake`` data (standard normal pixels) a few examples have one.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = super().forward(x)
-        poison = (x[:, 0, 0, 0] == 0.5)[:, None]
-        return torch.where(poison, torch.full_like(logits, float("nan")), logits)
+        poison = (x[:, 0, 0, 0] > POISON_ABOVE)[:, None]
+        return super().forward(x) * torch.where(poison, float("nan"), 1.0)
 
 
 def tiny_cnn(num_classes: int = 5) -> nn.Module:
@@ -51,3 +56,28 @@ class SlowCNN(TinyCNN):
 def slow_cnn(num_classes: int = 5) -> nn.Module:
     torch.manual_seed(0)
     return SlowCNN(num_classes)
+
+
+class PatchTokens(nn.Module):
+    """A ViT-like toy whose token layer ``block`` is [N, 1 + 3·2, C]: a class token and a 3×2 patch grid.
+
+    Patches are 8×12 on a 24×24 image, so the grid is not square and 7 tokens are not a square
+    (plus one) either: the sweep needs an explicit token grid to map them.
+    """
+
+    def __init__(self, num_classes: int = 5, dim: int = 16):
+        super().__init__()
+        self.embed = nn.Conv2d(3, dim, kernel_size=(8, 12), stride=(8, 12))
+        self.cls = nn.Parameter(torch.randn(1, 1, dim))
+        self.block = nn.Sequential(nn.Linear(dim, dim), nn.GELU())
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = self.embed(x).flatten(2).transpose(1, 2)  # [N, h·w, C], row-major over the grid
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), patches], dim=1)
+        return self.head(self.block(tokens).mean(1))
+
+
+def patch_tokens(num_classes: int = 5) -> nn.Module:
+    torch.manual_seed(0)
+    return PatchTokens(num_classes)

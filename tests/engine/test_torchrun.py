@@ -64,25 +64,69 @@ def test_two_ranks_write_the_same_store_as_one_process(tmp_path):
     assert run.complete and run.dataset_stats("stage2").shape == (16, 5)
 
 
+def units_done(store: Path) -> set[int]:
+    return {int(u) for u in np.flatnonzero(zarr.open_array(store / "progress" / "unit_done", mode="r")[:])}
+
+
+def unit_shards(store: Path) -> dict[str, tuple[int, int, int]]:
+    """Every shard file of every per-example array: relative path -> (unit, inode, mtime in ns).
+
+    A shard holds one unit (its first chunk index), so a file whose inode or mtime changed between
+    two snapshots is a unit written in between.
+    """
+    group = zarr.open_group(store, mode="r", use_consolidated=False)
+    shards = {}
+    for path, array in group.members(max_depth=None):
+        if isinstance(array, zarr.Array) and array.metadata.dimension_names[0] == "example":
+            chunks = store / path / "c"
+            for f in chunks.rglob("*"):
+                if f.is_file():
+                    st = f.stat()
+                    shards[str(f.relative_to(store))] = (int(f.relative_to(chunks).parts[0]), st.st_ino, st.st_mtime_ns)
+    return shards
+
+
+def kill_job(agent: subprocess.Popen) -> None:
+    """SIGKILL torchrun's workers, then torchrun itself: the workers run in sessions of their own,
+    so killing torchrun's process group alone leaves them sweeping to the end."""
+    workers = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == agent.pid]
+    assert workers, "torchrun has no worker processes to kill"
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    agent.kill()
+    agent.communicate(timeout=60)
+
+
+def _parent(proc_dir: Path) -> int | None:
+    try:
+        return int((proc_dir / "stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):  # the process ended while we looked
+        return None
+
+
+# Two ranks, 10 units of one batch each; the slow model leaves ~1 s between units to kill in.
+@pytest.mark.filterwarnings("ignore:Object at writer.rank:UserWarning")  # the lock files beside the hierarchy
 def test_killed_two_rank_job_resumes_only_the_missing_units(tmp_path):
     model = "tests.engine.models:slow_cnn"
     out = tmp_path / "two.zarr"
-    proc = torchrun(out, model=model, start_new_session=True)
+    proc = torchrun(out, model=model)
     deadline = time.monotonic() + 240
-    done = 0
     while time.monotonic() < deadline and proc.poll() is None:
-        if (out / "progress" / "unit_done" / "zarr.json").exists():
-            done = int(np.asarray(zarr.open_array(out / "progress" / "unit_done", mode="r")[:]).sum())
-            if done >= 3:
-                break
+        if (out / "progress" / "unit_done" / "zarr.json").exists() and len(units_done(out)) >= 3:
+            break
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
-    assert 3 <= done < 10, f"kill landed at {done} units; the test needs a job killed mid-way"
+    kill_job(proc)
+    done = units_done(out)  # read after the kill: units may have finished since the last poll
+    assert 3 <= len(done) < 10, f"kill landed at {len(done)} units; the test needs a job killed mid-way"
+    before = unit_shards(out)
+    assert {unit for unit, _, _ in before.values()} >= done
 
     proc = torchrun(out, model=model)
     log, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, log
-    assert "units already done" in log
+    after = unit_shards(out)
+    rewritten = {unit for path, (unit, *identity) in after.items() if before.get(path, (unit, None, None))[1:] != tuple(identity)}
+    assert rewritten == set(range(10)) - done  # every missing unit recomputed, no done unit touched
+    assert units_done(out) == set(range(10))
     single(tmp_path / "one.zarr", model=model)
     assert_same_store(tmp_path / "one.zarr", out)
