@@ -36,12 +36,12 @@ def check_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
-def _names(name: str, value: Any) -> tuple[str, ...]:
-    """A list or ``"a,b"`` string of names as a tuple (the config is hashable data); empty is an error."""
+def _names(name: str, value: Any, *, allow_empty: bool = False) -> tuple[str, ...]:
+    """A list or ``"a,b"`` string of names as a tuple (the config is hashable data)."""
     items = csv(value) if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
         raise ConfigError(f"Expected {_flag(name)} as a list of names or a comma-separated string, got {value!r}.")
-    if not items:
+    if not items and not allow_empty:
         raise ConfigError(f"Expected at least one name in {_flag(name)}, got none.")
     return tuple(items)
 
@@ -82,10 +82,10 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        if self.layers is not None:
-            set_(self, "layers", _names("layers", self.layers))
         set_(self, "methods", _names("methods", self.methods))
-        split_methods(self.methods)
+        _, layer_methods = split_methods(self.methods)
+        if self.layers is not None:  # no layers is fine only when no layer method asks for one
+            set_(self, "layers", _names("layers", self.layers, allow_empty=not layer_methods))
         set_(self, "target", parse_target(self.target))
         for name in ("batch_size", "unit", "smoothgrad_samples", "ig_steps"):
             check_int(name, getattr(self, name), 1)

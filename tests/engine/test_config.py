@@ -25,7 +25,7 @@ from tests.engine.test_cli_errors import TINY, assert_one_line_error, attrstream
     ({"dtype": "bfloat16"}, r"dtype in \(float16, float32\)"),
     ({"reduce": "mean"}, r"reduce in \(sum, abs_sum, l2, max_abs\)"),
     ({"layers": ""}, r"at least one name in layers"),
-    ({"layers": []}, r"at least one name in layers"),
+    ({"layers": [], "methods": "saliency,stats"}, r"at least one name in layers"),
     ({"methods": "saliency,nope"}, r"Unknown method 'nope'"),
     ({"token_grid": (14,)}, r"token-grid as \(h, w\)"),
     ({"token_grid": (0, 4)}, r"token-grid >= 1, got 0"),
@@ -40,6 +40,7 @@ def test_sweep_config_rejects_bad_values_on_construction(options, match) -> None
 def test_sweep_config_normalizes_name_lists() -> None:
     cfg = SweepConfig(layers="layer3, layer4", methods=["saliency", "stats"])
     assert cfg.layers == ("layer3", "layer4") and cfg.methods == ("saliency", "stats")
+    assert SweepConfig(layers=[], methods=["saliency"]).layers == ()  # input maps only: no layer needed
     assert SweepConfig(target="3").target == 3
 
 
