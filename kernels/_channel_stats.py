@@ -277,9 +277,12 @@ def compile_targets() -> list[CompileTarget]:
     H×W collapse into one row (H = 1) whose stride along the tile's fast axis is 1 (the JIT turns
     an int argument equal to 1 into a constant) and every pointer and integer is divisible by 16
     (``aligned``: vectorised loads). In fp32, per tile, the same unit stride without divisibility
-    and with the row loop (odd extents, spatial crops: scalar loads), and the general-stride
-    variant (sliced views, tokens with a strided C); and ``i64`` integers, which the JIT picks
-    when a stride or extent passes 2^31.
+    and with the row loop (odd extents, spatial crops: scalar loads). Per dtype, tile and
+    with/without ``g``, the general-stride variant (sliced views, tokens with a strided C, odd
+    extents), of which every launch with int32 integers is a special case (the JIT only adds
+    constants and divisibility; ``tests/kernels/conftest.py`` checks each launch of the kernel
+    tests against this list). And ``i64`` integers, which the JIT picks when a stride or extent
+    passes 2^31.
     """
     targets = []
     for blocks in SPACE_FAST_BLOCKS + CHANNEL_FAST_BLOCKS:
@@ -288,7 +291,7 @@ def compile_targets() -> list[CompileTarget]:
             targets += [_target(dtype, blocks, has_g, "i32", ("H", *unit), vector=True)
                         for dtype in ("fp32", "fp16", "bf16")]
             targets.append(_target("fp32", blocks, has_g, "i32", unit))
-        targets.append(_target("fp32", blocks, True, "i32"))
+        targets += [_target(dtype, blocks, has_g, "i32") for dtype in ("fp32", "fp16", "bf16") for has_g in (False, True)]
     targets += [_target("fp32", SPACE_FAST_BLOCKS[-1], has_g, "i64") for has_g in (False, True)]
     return targets
 

@@ -233,8 +233,11 @@ def channel_maps_targets(
     tensors collapse to one spatial row (H = 1) with a unit stride along space (NCHW) or along
     channels (channels_last) (the JIT turns an int argument equal to 1 into a constant), and every
     pointer and integer is divisible by 16 (``aligned``: vectorised loads). In fp32 for the first
-    reduce, the same without divisibility (odd extents: scalar loads); per tile, the
-    general-stride variant (spatial crops); and ``i64`` ints, which the JIT picks past 2^31.
+    reduce, the same without divisibility (odd extents: scalar loads). Per dtype, reduce and tile,
+    the general-stride variant without divisibility (spatial crops, mixed layouts, odd extents),
+    of which every launch with int32 integers is a special case (the JIT only adds constants and
+    divisibility to it; ``tests/kernels/conftest.py`` checks each launch of the kernel tests against
+    this list). And ``i64`` ints, which the JIT picks past 2^31.
     """
     flags, first = (load_x, load_g, cam), reduces[0]
     targets = []
@@ -243,7 +246,8 @@ def channel_maps_targets(
             targets += [_target(dtype, reduce, blocks, flags, unit, "i32", vector=True)
                         for dtype in TRITON_DTYPES.values() for reduce in reduces]
             targets.append(_target("fp32", first, blocks, flags, unit, "i32"))
-        targets.append(_target("fp32", first, blocks, flags, (), "i32"))
+        targets += [_target(dtype, reduce, blocks, flags, (), "i32")
+                    for dtype in TRITON_DTYPES.values() for reduce in reduces]
     targets.append(_target("fp32", first, BLOCK_CONFIGS[0], flags, (), "i64"))
     for out in TRITON_DTYPES.values():
         signature = {"map_ptr": "*fp32", "amax_ptr": "*i32", "values_ptr": f"*{out}",
