@@ -54,7 +54,7 @@ class Op:
     def load(self) -> tuple[Callable, Callable] | str:
         """(torch reference, triton launcher), or why the op is unavailable."""
         try:
-            module = importlib.import_module(f"attrstream.kernels.{self.name}")
+            module = importlib.import_module(f"attrstream.kernels._{self.name}")
             return getattr(module, f"{self.name}_torch"), getattr(module, f"{self.name}_triton")
         except (ImportError, AttributeError) as err:
             return f"unavailable ({type(err).__name__}: {err})"

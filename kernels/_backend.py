@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from attrstream.engine.errors import BackendError, ConfigError
+from attrstream.kernels.errors import BackendError, KernelInputError
 
 ENV_VAR = "ATTRSTREAM_BACKEND"
 
@@ -51,7 +51,7 @@ def requested(backend: Backend | str | None = None) -> Backend:
         return Backend(value.lower() if isinstance(value, str) else value)
     except ValueError:
         allowed = ", ".join(b.value for b in Backend)
-        raise ConfigError(f"Expected a kernel backend in ({allowed}), got {value!r}.") from None
+        raise KernelInputError(f"Expected a kernel backend in ({allowed}), got {value!r}.") from None
 
 
 def resolve(*tensors: torch.Tensor, backend: Backend | str | None = None) -> Backend:

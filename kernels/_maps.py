@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from attrstream.engine.errors import ConfigError
 from attrstream.kernels._aot import CompileTarget, aligned
 from attrstream.kernels._backend import triton_import_error
+from attrstream.kernels._vocabulary import REDUCTIONS
+from attrstream.kernels.errors import KernelInputError
 
 if triton_import_error() is None:
     import triton
@@ -22,17 +23,14 @@ if triton_import_error() is None:
 else:  # the torch halves still work; the dispatcher refuses Triton before a launcher runs
     triton = tl = None
 
-REDUCES = {"sum": 0, "abs_sum": 1, "l2": 2, "max_abs": 3}
+# The kernel's REDUCE constexpr of each reduction.
+REDUCE_CODES = {name: code for code, name in enumerate(REDUCTIONS)}
 
 # (BLOCK_C, BLOCK_P), 2048-element tiles: long rows of positions of few channels (NCHW maps, or
 # channels_last with C <= 4), or many channels of few positions (channels_last, small NCHW maps).
 BLOCK_CONFIGS = ((4, 512), (64, 32))
 NORMALIZE_BLOCK = 1024
 NUM_WARPS = 4
-
-# Tests patch this with tiny power-of-two (BLOCK_C, BLOCK_P) so channel and space loop tails run
-# on shapes small enough for the interpreter.
-FORCED_BLOCKS: tuple[int, int] | None = None
 
 TRITON_DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
@@ -160,8 +158,6 @@ def _collapsed(t: torch.Tensor) -> tuple[int, int] | None:
 
 def _pick_blocks(c: int, row: int, channels_contiguous: bool) -> tuple[int, int]:
     """The tile whose long side is the stride-1 axis: channels for channels_last, else space."""
-    if FORCED_BLOCKS is not None:
-        return FORCED_BLOCKS
     long, wide = BLOCK_CONFIGS
     return long if (c <= 4 if channels_contiguous else row > 256) else wide
 
@@ -169,7 +165,7 @@ def _pick_blocks(c: int, row: int, channels_contiguous: bool) -> tuple[int, int]
 def _check_triton_dtype(dtype: torch.dtype, what: str) -> None:
     if dtype not in TRITON_DTYPES:
         names = ", ".join(str(d).removeprefix("torch.") for d in TRITON_DTYPES)
-        raise ConfigError(f"Expected {what} of dtype {names} for the Triton kernels, got {dtype}; "
+        raise KernelInputError(f"Expected {what} of dtype {names} for the Triton kernels, got {dtype}; "
                           "use backend='torch' for other dtypes.")
 
 
@@ -206,7 +202,7 @@ def channel_maps_triton(
     for t, (_, sw) in zip(loaded, rows, strict=True):
         span = (block_c - 1) * t.stride(1) + (row_w - 1) * sw  # in-tile offsets are int32
         if span >= 2**31:
-            raise ConfigError(f"Expected a channel tile of shape {tuple(t.shape)} with strides "
+            raise KernelInputError(f"Expected a channel tile of shape {tuple(t.shape)} with strides "
                               f"{t.stride()} to span < 2**31 elements, got {span}.")
     # x or g alone (saliency, Grad-CAM) stands in for the absent one; the kernel does not read it.
     args = [(t, t.stride(0), t.stride(1), *row) for t, row in zip(loaded, rows, strict=True)]
@@ -217,7 +213,7 @@ def channel_maps_triton(
     _channel_maps_kernel[grid](
         args[0][0], args[-1][0], weights if weights is not None else flat, flat, amax,
         n, c, grid_h, row_w, *args[0][1:], *args[-1][1:],
-        REDUCE=REDUCES[reduce], LOAD_X=x is not None, LOAD_G=g is not None, CAM=weights is not None,
+        REDUCE=REDUCE_CODES[reduce], LOAD_X=x is not None, LOAD_G=g is not None, CAM=weights is not None,
         BLOCK_C=block_c, BLOCK_P=block_p, num_warps=NUM_WARPS,
     )
     values = flat if out_dtype == torch.float32 else torch.empty_like(flat, dtype=out_dtype)
@@ -227,7 +223,7 @@ def channel_maps_triton(
     return list(zip(values.view(maps * n, h, w).split(n), scale.split(n), strict=True))
 
 
-def compile_targets(
+def channel_maps_targets(
     *, load_x: bool, load_g: bool, cam: bool, reduces: tuple[str, ...]
 ) -> list[CompileTarget]:
     """Every specialization ``channel_maps_triton`` can launch for one op's flags, and the scaling
@@ -237,8 +233,11 @@ def compile_targets(
     tensors collapse to one spatial row (H = 1) with a unit stride along space (NCHW) or along
     channels (channels_last) (the JIT turns an int argument equal to 1 into a constant), and every
     pointer and integer is divisible by 16 (``aligned``: vectorised loads). In fp32 for the first
-    reduce, the same without divisibility (odd extents: scalar loads); per tile, the
-    general-stride variant (spatial crops); and ``i64`` ints, which the JIT picks past 2^31.
+    reduce, the same without divisibility (odd extents: scalar loads). Per dtype, reduce and tile,
+    the general-stride variant without divisibility (spatial crops, mixed layouts, odd extents),
+    of which every launch with int32 integers is a special case (the JIT only adds constants and
+    divisibility to it; ``tests/kernels/conftest.py`` checks each launch of the kernel tests against
+    this list). And ``i64`` ints, which the JIT picks past 2^31.
     """
     flags, first = (load_x, load_g, cam), reduces[0]
     targets = []
@@ -247,7 +246,8 @@ def compile_targets(
             targets += [_target(dtype, reduce, blocks, flags, unit, "i32", vector=True)
                         for dtype in TRITON_DTYPES.values() for reduce in reduces]
             targets.append(_target("fp32", first, blocks, flags, unit, "i32"))
-        targets.append(_target("fp32", first, blocks, flags, (), "i32"))
+        targets += [_target(dtype, reduce, blocks, flags, (), "i32")
+                    for dtype in TRITON_DTYPES.values() for reduce in reduces]
     targets.append(_target("fp32", first, BLOCK_CONFIGS[0], flags, (), "i64"))
     for out in TRITON_DTYPES.values():
         signature = {"map_ptr": "*fp32", "amax_ptr": "*i32", "values_ptr": f"*{out}",
@@ -267,7 +267,7 @@ def _target(dtype: str, reduce: str, blocks: tuple[int, int], flags: tuple[bool,
     signature |= dict.fromkeys(("REDUCE", "LOAD_X", "LOAD_G", "CAM", "BLOCK_C", "BLOCK_P"), "constexpr")
     load_x, load_g, cam = flags
     block_c, block_p = blocks
-    constexprs = {"REDUCE": REDUCES[reduce], "LOAD_X": load_x, "LOAD_G": load_g, "CAM": cam,
+    constexprs = {"REDUCE": REDUCE_CODES[reduce], "LOAD_X": load_x, "LOAD_G": load_g, "CAM": cam,
                   "BLOCK_C": block_c, "BLOCK_P": block_p, **dict.fromkeys(unit, 1)}
     layout = ("aligned " if vector else "") + (f"unit-stride {unit[-1][-1]}" if unit else "strided")
     label = (f"_channel_maps_kernel {dtype} {reduce} x={load_x} g={load_g} cam={cam} "
@@ -279,37 +279,36 @@ def _target(dtype: str, reduce: str, blocks: tuple[int, int], flags: tuple[bool,
 # ---- torch: the specification and the CPU path ----
 
 def check_inputs(op: str, **tensors: torch.Tensor) -> None:
-    """ConfigError unless every tensor is a floating [N,C,H,W] of one shape, dtype and device."""
+    """KernelInputError unless every tensor is a floating [N,C,H,W] of one shape, dtype and device."""
     first_name, first = None, None
     for name, t in tensors.items():
         if not isinstance(t, torch.Tensor):
-            raise ConfigError(f"{op}: expected {name} to be a torch.Tensor, got {type(t).__name__}.")
+            raise KernelInputError(f"{op}: expected {name} to be a torch.Tensor, got {type(t).__name__}.")
         if t.dim() != 4:
-            raise ConfigError(f"{op}: expected {name} of shape [N, C, H, W], got shape {tuple(t.shape)}.")
+            raise KernelInputError(f"{op}: expected {name} of shape [N, C, H, W], got shape {tuple(t.shape)}.")
         if not t.is_floating_point():
-            raise ConfigError(f"{op}: expected {name} of a floating dtype, got {t.dtype}.")
+            raise KernelInputError(f"{op}: expected {name} of a floating dtype, got {t.dtype}.")
         if min(t.shape[1:]) == 0:
-            raise ConfigError(f"{op}: expected {name} with C, H, W >= 1, got shape {tuple(t.shape)}.")
+            raise KernelInputError(f"{op}: expected {name} with C, H, W >= 1, got shape {tuple(t.shape)}.")
         if first is None:
             first_name, first = name, t
             continue
         for what, given, expected in (("shape", tuple(t.shape), tuple(first.shape)),
                                       ("dtype", t.dtype, first.dtype), ("device", t.device, first.device)):
             if given != expected:
-                raise ConfigError(f"{op}: expected {name} of the same {what} as {first_name} "
-                                  f"({expected}), got {given}.")
+                raise KernelInputError(f"{op}: expected {name} of the same {what} as {first_name} "
+                                       f"({expected}), got {given}.")
 
 
-def check_choice(op: str, name: str, given: object, allowed: tuple) -> None:
-    """ConfigError unless ``given`` is one of ``allowed``."""
-    if given not in allowed:
-        raise ConfigError(f"{op}: expected {name} in ({', '.join(map(str, allowed))}), got {given!r}.")
-
-
-def check_out_dtype(op: str, out_dtype: torch.dtype) -> None:
-    """ConfigError unless ``out_dtype`` is a floating torch dtype."""
+def check_map_args(op: str, out_dtype: torch.dtype, reduce: str | None = None,
+                   reductions: tuple[str, ...] = (), **tensors: torch.Tensor) -> None:
+    """KernelInputError unless the tensors pass :func:`check_inputs`, ``reduce`` (when the op takes
+    one) is in ``reductions`` and ``out_dtype`` is a floating torch dtype."""
+    check_inputs(op, **tensors)
+    if reduce is not None and reduce not in reductions:
+        raise KernelInputError(f"{op}: expected reduce in ({', '.join(reductions)}), got {reduce!r}.")
     if not (isinstance(out_dtype, torch.dtype) and out_dtype.is_floating_point):
-        raise ConfigError(f"{op}: expected out_dtype float16, bfloat16 or float32, got {out_dtype!r}.")
+        raise KernelInputError(f"{op}: expected out_dtype float16, bfloat16 or float32, got {out_dtype!r}.")
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -7,21 +7,27 @@ rounding) and the reconstruction ``values * scale`` against the float64 map.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from unittest import mock
-
+import pytest
 import torch
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attrstream.kernels import _maps
-from tests.kernels._cases import TOLERANCE
+from tests.kernels._cases import ALL_LAYOUTS, BACKENDS, SMALL_SHAPES, TOLERANCE, f32, make_nchw
 
 # One unit in the last place at 1.0: values lie in [-1, 1], so this bounds their output rounding.
 OUT_ULP = {torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7, torch.float32: 2.0**-23}
 
-# Tiny power-of-two (BLOCK_C, BLOCK_P) for the fuzz tests (see ``forced_blocks``).
+# Tiny power-of-two (BLOCK_C, BLOCK_P) for the fuzz tests (see ``_launches.forced_blocks``).
 SMALL_BLOCKS = st.sampled_from([(1, 2), (2, 4), (4, 2)])
+
+
+@st.composite
+def small_inputs(draw: st.DrawFn, count: int) -> tuple[list[torch.Tensor], tuple[int, int]]:
+    """``count`` float32 ``[N,C,H,W]`` tensors of one small shape, each in a layout of its own,
+    and a tiny tile to force: the fuzz tests' inputs."""
+    shape, seed = draw(SMALL_SHAPES), draw(st.integers(0, 2**16))
+    layouts = [draw(st.sampled_from(ALL_LAYOUTS)) for _ in range(count)]
+    return [make_nchw(shape, f32, layout, seed=seed + i) for i, layout in enumerate(layouts)], draw(SMALL_BLOCKS)
 
 
 def assert_map_matches(
@@ -46,15 +52,10 @@ def assert_map_matches(
     assert bool((error[finite] <= bound[finite]).all()), f"max reconstruction error {error[finite].max()}"
 
 
-@contextlib.contextmanager
-def forced_blocks(blocks: tuple[int, int] | None) -> Iterator[None]:
-    """Tiny (BLOCK_C, BLOCK_P) so that channel and space loop tails run on small shapes."""
-    with mock.patch.object(_maps, "FORCED_BLOCKS", blocks):
-        yield
-
-
-@contextlib.contextmanager
-def no_map_launch() -> Iterator[None]:
-    """Any launch of the map kernels fails inside this block (empty inputs must not launch)."""
-    with mock.patch.object(_maps, "_channel_maps_kernel", None), mock.patch.object(_maps, "_normalize_kernel", None):
-        yield
+def fuzz(max_examples: int, **strategies: st.SearchStrategy):
+    """The fuzz tests' decorators: both backends, ``strategies`` drawn by hypothesis, no deadline
+    (the interpreter's first launch of a kernel is slow)."""
+    def decorate(test):
+        test = settings(max_examples=max_examples, deadline=None)(test)
+        return pytest.mark.parametrize("backend", BACKENDS)(given(**strategies)(test))
+    return decorate

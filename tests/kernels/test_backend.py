@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attrstream.engine.errors import BackendError, ConfigError
-from attrstream.kernels import _backend
-from attrstream.kernels._backend import ENV_VAR, Backend, requested, resolve
-from attrstream.kernels.channel_stats import channel_stats, channel_stats_torch
+from attrstream.kernels import Backend, BackendError, KernelInputError, _backend, channel_stats
+from attrstream.kernels._backend import ENV_VAR, requested, resolve
+from attrstream.kernels._channel_stats import channel_stats_torch
 
 CPU = torch.zeros(1, 2, 3, 3)
 
@@ -35,9 +34,9 @@ def test_unset_env_var_means_auto(monkeypatch):
 
 def test_bad_value_lists_the_allowed_ones(monkeypatch):
     monkeypatch.setenv(ENV_VAR, "cuda")
-    with pytest.raises(ConfigError, match=r"\(auto, torch, triton, compile\), got 'cuda'"):
+    with pytest.raises(KernelInputError, match=r"\(auto, torch, triton, compile\), got 'cuda'"):
         resolve(CPU)
-    with pytest.raises(ConfigError, match="got 'fast'"):
+    with pytest.raises(KernelInputError, match="got 'fast'"):
         channel_stats(CPU, backend="fast")
 
 

@@ -2,7 +2,8 @@
 
 The interpreter that runs the other kernel tests accepts code the compiler rejects (a
 non-power-of-two ``tl.arange``, mismatched dtypes), so each kernel module lists its
-specializations in ``compile_targets()``, including the divisibility attributes the JIT infers on
+specializations in ``compile_targets()`` (``tests/kernels/conftest.py`` checks that every launch
+of the kernel tests is among them), including the divisibility attributes the JIT infers on
 aligned inputs (they turn on 128-bit vector loads), and this test builds them all for sm_80 and
 sm_90 without a GPU. ``TRITON_INTERPRET=1`` (set for the suite) turns ``triton.jit`` into
 interpreter objects at import, so the compilation runs in a subprocess per architecture with the
@@ -29,29 +30,21 @@ CCS = (80, 90)
 
 def _compile_all(cc: int) -> list[dict]:
     """Compile every target of every kernel module for ``sm_<cc>``; one record per target."""
-    import importlib
-    import pkgutil
-
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     from triton.runtime.jit import JITFunction
 
-    import attrstream.kernels
+    from tests.kernels._launches import kernel_modules
 
     triton.knobs.nvidia.dump_ptxas_log = True  # ptxas -v output, for registers and spills
     records, seen = [], set()
-    for info in pkgutil.iter_modules(attrstream.kernels.__path__):
-        if info.name.startswith("_"):  # private helpers; the public modules list their kernels
-            continue
-        module = importlib.import_module(f"attrstream.kernels.{info.name}")
-        if not hasattr(module, "compile_targets"):
-            continue
-        for target in module.compile_targets():
+    for module in kernel_modules():
+        for target in getattr(module, "compile_targets", list)():
             if target.key in seen:  # a shared kernel listed by two modules: compile and report it once
                 continue
             seen.add(target.key)
-            record = {"module": info.name, "target": target.name, "cc": cc}
+            record = {"module": module.__name__.rpartition(".")[2], "target": target.name, "cc": cc}
             log = io.StringIO()
             try:
                 assert isinstance(target.kernel, JITFunction), f"not a JIT function: {target.kernel!r}"
@@ -103,7 +96,7 @@ def compiled(tmp_path_factory) -> dict[int, list[dict]]:
 def test_every_kernel_compiles(compiled, cc):
     records = compiled[cc]
     modules = {r["module"] for r in records}
-    assert "channel_stats" in modules, f"no compile targets discovered, got modules {sorted(modules)}"
+    assert "_channel_stats" in modules, f"no compile targets discovered, got modules {sorted(modules)}"
     print(f"\nsm_{cc}: {len(records)} targets from {', '.join(sorted(modules))}")
     print(f"{'target':<60} {'regs':>5} {'spill st':>9} {'spill ld':>9}")
     for r in records:

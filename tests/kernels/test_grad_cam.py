@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 from captum.attr import LayerGradCam
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from attrstream.engine.errors import ConfigError
-from attrstream.kernels.grad_cam import grad_cam, grad_cam_torch
-from tests.kernels._cases import ALL_LAYOUTS, BACKENDS, DEVICE, SMALL_SHAPES, bf16, f16, f32, f64, make_nchw
-from tests.kernels._map_checks import SMALL_BLOCKS, assert_map_matches, forced_blocks, no_map_launch
+from attrstream.kernels import KernelInputError, grad_cam
+from attrstream.kernels._grad_cam import grad_cam_torch
+from tests.kernels._cases import BACKENDS, DEVICE, bf16, f16, f32, f64, make_nchw
+from tests.kernels._launches import forced_blocks, no_map_launch
+from tests.kernels._map_checks import assert_map_matches, fuzz, small_inputs
 
 CASES = [
     # (N, C, H, W), a layout, g layout, dtype, out dtype
@@ -38,18 +37,11 @@ def test_matches_float64_reference(backend, shape, a_layout, g_layout, dtype, ou
     assert bool((got[0] >= 0).all())
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@given(
-    shape=SMALL_SHAPES, a_layout=st.sampled_from(ALL_LAYOUTS), g_layout=st.sampled_from(ALL_LAYOUTS),
-    blocks=SMALL_BLOCKS, seed=st.integers(0, 2**16),
-)  # fmt: skip
-@settings(max_examples=10, deadline=None)
-def test_fuzz_shapes_layouts_small_blocks(backend, shape, a_layout, g_layout, blocks, seed):
-    a = make_nchw(shape, f32, a_layout, seed=seed)
-    g = make_nchw(shape, f32, g_layout, seed=seed + 1)
+@fuzz(10, inputs=small_inputs(2))
+def test_fuzz_shapes_layouts_small_blocks(backend, inputs):
+    (a, g), blocks = inputs
     with forced_blocks(blocks):
-        got = grad_cam(a, g, f32, backend=backend)
-    assert_map_matches(got, _reference(a, g), f32, f32)
+        assert_map_matches(grad_cam(a, g, f32, backend=backend), _reference(a, g), f32, f32)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -101,5 +93,5 @@ def test_empty_batch_and_invalid_input(backend):
     with no_map_launch():
         values, scale = grad_cam(a, a, backend=backend)
     assert values.shape == (0, 5, 3) and scale.shape == (0,)
-    with pytest.raises(ConfigError, match=r"grad_cam: expected g of the same shape as a"):
+    with pytest.raises(KernelInputError, match=r"grad_cam: expected g of the same shape as a"):
         grad_cam(torch.ones(1, 4, 5, 3, device=DEVICE), torch.ones(1, 4, 3, 5, device=DEVICE), backend=backend)

@@ -6,19 +6,23 @@ from unittest import mock
 
 import pytest
 import torch
-from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attrstream.engine.errors import ConfigError
-from attrstream.kernels import _maps, channel_stats
-from attrstream.kernels.grad_cam import grad_cam, grad_cam_torch
-from attrstream.kernels.layer_maps import layer_maps
-from attrstream.kernels.product_map import REDUCES, product_map, product_map_torch
+from attrstream.kernels import (
+    REDUCTIONS,
+    KernelInputError,
+    _channel_stats,
+    _maps,
+    channel_stats,
+    grad_cam,
+    layer_maps,
+    product_map,
+)
+from attrstream.kernels._grad_cam import grad_cam_torch
+from attrstream.kernels._product_map import product_map_torch
 from tests.kernels._cases import (
-    ALL_LAYOUTS,
     BACKENDS,
     DEVICE,
-    SMALL_SHAPES,
     assert_stats_match,
     bf16,
     expected_stats,
@@ -27,7 +31,8 @@ from tests.kernels._cases import (
     f64,
     make_nchw,
 )
-from tests.kernels._map_checks import SMALL_BLOCKS, assert_map_matches, forced_blocks, no_map_launch
+from tests.kernels._launches import forced_blocks, no_map_launch
+from tests.kernels._map_checks import assert_map_matches, fuzz, small_inputs
 
 CASES = [
     # (N, C, H, W), a layout, g layout, dtype, reduce, out dtype
@@ -56,12 +61,12 @@ def test_matches_float64_reference(backend, shape, a_layout, g_layout, dtype, re
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("reduce", REDUCES)
+@pytest.mark.parametrize("reduce", REDUCTIONS)
 def test_equals_the_three_separate_ops(backend, reduce):
     a = make_nchw((3, 5, 6, 5), f16, "channels_last", seed=1)
     g = make_nchw((3, 5, 6, 5), f16, "channels_last", seed=2)
     stats, grad_x_act, cam = layer_maps(a, g, reduce, f16, backend=backend)
-    assert torch.equal(stats, channel_stats.channel_stats(a, backend=backend))
+    assert torch.equal(stats, channel_stats(a, backend=backend))
     separate = product_map(a, g, reduce, f16, backend=backend)
     assert torch.equal(grad_x_act[0], separate[0]) and torch.equal(grad_x_act[1], separate[1])
     # The CAM weights come from a different reduction order (pass 1 kernel vs torch mean): close.
@@ -83,7 +88,7 @@ def test_triton_reads_inputs_in_two_launches():
             calls.append(self.name)
             return self.kernel[grid]
 
-    with mock.patch.object(channel_stats, "_channel_stats_kernel", Counted(channel_stats, "_channel_stats_kernel")), \
+    with mock.patch.object(_channel_stats, "_channel_stats_kernel", Counted(_channel_stats, "_channel_stats_kernel")), \
             mock.patch.object(_maps, "_channel_maps_kernel", Counted(_maps, "_channel_maps_kernel")), \
             mock.patch.object(_maps, "_normalize_kernel", Counted(_maps, "_normalize_kernel")):  # fmt: skip
         got = layer_maps(a, g, "sum", f16, backend="triton")
@@ -92,18 +97,11 @@ def test_triton_reads_inputs_in_two_launches():
     _check_against_float64(got, a, g, "sum", f32, f16)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@given(
-    shape=SMALL_SHAPES, a_layout=st.sampled_from(ALL_LAYOUTS), g_layout=st.sampled_from(ALL_LAYOUTS),
-    reduce=st.sampled_from(REDUCES), blocks=SMALL_BLOCKS, seed=st.integers(0, 2**16),
-)  # fmt: skip
-@settings(max_examples=10, deadline=None)
-def test_fuzz_shapes_layouts_small_blocks(backend, shape, a_layout, g_layout, reduce, blocks, seed):
-    a = make_nchw(shape, f32, a_layout, seed=seed)
-    g = make_nchw(shape, f32, g_layout, seed=seed + 1)
+@fuzz(10, inputs=small_inputs(2), reduce=st.sampled_from(REDUCTIONS))
+def test_fuzz_shapes_layouts_small_blocks(backend, inputs, reduce):
+    (a, g), blocks = inputs
     with forced_blocks(blocks):
-        got = layer_maps(a, g, reduce, f32, backend=backend)
-    _check_against_float64(got, a, g, reduce, f32, f32)
+        _check_against_float64(layer_maps(a, g, reduce, f32, backend=backend), a, g, reduce, f32, f32)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -129,5 +127,5 @@ def test_empty_batch_and_invalid_input(backend):
         stats, (gxa, gxa_scale), (cam, cam_scale) = layer_maps(a, a, backend=backend)
     assert stats.shape == (0, 4, 5) and gxa.shape == cam.shape == (0, 5, 3)
     assert gxa_scale.shape == cam_scale.shape == (0,)
-    with pytest.raises(ConfigError, match=r"layer_maps: expected reduce in \(sum, abs_sum, l2, max_abs\)"):
+    with pytest.raises(KernelInputError, match=r"layer_maps: expected reduce in \(sum, abs_sum, l2, max_abs\)"):
         layer_maps(torch.ones(1, 4, 5, 3, device=DEVICE), torch.ones(1, 4, 5, 3, device=DEVICE), "mean", backend=backend)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attrstream.engine.errors import ConfigError
-from attrstream.kernels.product_map import REDUCES, product_map, product_map_torch
-from tests.kernels._cases import ALL_LAYOUTS, BACKENDS, DEVICE, SMALL_SHAPES, bf16, f16, f32, f64, make_nchw
-from tests.kernels._map_checks import SMALL_BLOCKS, assert_map_matches, forced_blocks, no_map_launch
+from attrstream.kernels import REDUCTIONS, KernelInputError, product_map
+from attrstream.kernels._product_map import product_map_torch
+from tests.kernels._cases import BACKENDS, DEVICE, bf16, f16, f32, f64, make_nchw
+from tests.kernels._launches import forced_blocks, no_map_launch
+from tests.kernels._map_checks import assert_map_matches, fuzz, small_inputs
 
 CASES = [
     # (N, C, H, W), x layout, g layout, dtype, reduce, out dtype
@@ -39,15 +39,9 @@ def test_matches_float64_reference(backend, shape, x_layout, g_layout, dtype, re
     assert_map_matches(got, _reference(x, g, reduce), dtype, out_dtype)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@given(
-    shape=SMALL_SHAPES, x_layout=st.sampled_from(ALL_LAYOUTS), g_layout=st.sampled_from(ALL_LAYOUTS),
-    reduce=st.sampled_from(REDUCES), blocks=SMALL_BLOCKS, seed=st.integers(0, 2**16),
-)  # fmt: skip
-@settings(max_examples=12, deadline=None)
-def test_fuzz_shapes_layouts_small_blocks(backend, shape, x_layout, g_layout, reduce, blocks, seed):
-    x = make_nchw(shape, f32, x_layout, seed=seed)
-    g = make_nchw(shape, f32, g_layout, seed=seed + 1)
+@fuzz(12, inputs=small_inputs(2), reduce=st.sampled_from(REDUCTIONS))
+def test_fuzz_shapes_layouts_small_blocks(backend, inputs, reduce):
+    (x, g), blocks = inputs
     with forced_blocks(blocks):
         got = product_map(x, g, reduce, f32, backend=backend)
     assert_map_matches(got, _reference(x, g, reduce), f32, f32)
@@ -63,7 +57,7 @@ def test_empty_batch_returns_empty_without_launch(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("reduce", REDUCES)
+@pytest.mark.parametrize("reduce", REDUCTIONS)
 def test_all_zero_map_has_scale_one(backend, reduce):
     x = make_nchw((3, 5, 7, 5), f32, "contiguous")
     g = make_nchw((3, 5, 7, 5), f32, "channels_last", seed=1)
@@ -75,7 +69,7 @@ def test_all_zero_map_has_scale_one(backend, reduce):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("reduce", REDUCES)
+@pytest.mark.parametrize("reduce", REDUCTIONS)
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf / inf in numpy
 def test_non_finite_stays_in_its_example(backend, reduce, bad):
@@ -104,7 +98,7 @@ def test_scale_keeps_tiny_gradients_in_float16():
 def test_rejects_float64_on_triton_only(backend):
     x = torch.randn(2, 3, 4, 4, dtype=torch.float64, device=DEVICE)
     if backend == "triton":
-        with pytest.raises(ConfigError, match="Expected map inputs of dtype float32, float16, bfloat16"):
+        with pytest.raises(KernelInputError, match="Expected map inputs of dtype float32, float16, bfloat16"):
             product_map(x, x, backend=backend)
     else:
         assert product_map(x, x, backend=backend)[0].shape == (2, 4, 4)
@@ -124,5 +118,5 @@ def test_rejects_float64_on_triton_only(backend):
 )  # fmt: skip
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_invalid_inputs_raise_config_error(backend, x, g, kwargs, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(KernelInputError, match=message):
         product_map(x.to(DEVICE), g.to(DEVICE), backend=backend, **kwargs)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 from captum.attr import Saliency
-from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attrstream.engine.errors import ConfigError
-from attrstream.kernels.saliency import REDUCES, saliency, saliency_torch
-from tests.kernels._cases import ALL_LAYOUTS, BACKENDS, DEVICE, SMALL_SHAPES, bf16, f16, f32, f64, make_nchw
-from tests.kernels._map_checks import SMALL_BLOCKS, assert_map_matches, forced_blocks, no_map_launch
+from attrstream.kernels import SALIENCY_REDUCTIONS, KernelInputError, saliency
+from attrstream.kernels._saliency import saliency_torch
+from tests.kernels._cases import BACKENDS, DEVICE, bf16, f16, f32, f64, make_nchw
+from tests.kernels._launches import forced_blocks, no_map_launch
+from tests.kernels._map_checks import assert_map_matches, fuzz, small_inputs
 
 CASES = [
     # (N, C, H, W), layout, dtype, reduce, out dtype
@@ -35,17 +35,11 @@ def test_matches_float64_reference(backend, shape, layout, dtype, reduce, out_dt
     assert_map_matches(saliency(g, reduce, out_dtype, backend=backend), _reference(g, reduce), dtype, out_dtype)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@given(
-    shape=SMALL_SHAPES, layout=st.sampled_from(ALL_LAYOUTS), reduce=st.sampled_from(REDUCES),
-    blocks=SMALL_BLOCKS, seed=st.integers(0, 2**16),
-)  # fmt: skip
-@settings(max_examples=10, deadline=None)
-def test_fuzz_shapes_layouts_small_blocks(backend, shape, layout, reduce, blocks, seed):
-    g = make_nchw(shape, f32, layout, seed=seed)
+@fuzz(10, inputs=small_inputs(1), reduce=st.sampled_from(SALIENCY_REDUCTIONS))
+def test_fuzz_shapes_layouts_small_blocks(backend, inputs, reduce):
+    (g,), blocks = inputs
     with forced_blocks(blocks):
-        got = saliency(g, reduce, f32, backend=backend)
-    assert_map_matches(got, _reference(g, reduce), f32, f32)
+        assert_map_matches(saliency(g, reduce, f32, backend=backend), _reference(g, reduce), f32, f32)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -62,7 +56,7 @@ def test_matches_captum_saliency(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("reduce", REDUCES)
+@pytest.mark.parametrize("reduce", SALIENCY_REDUCTIONS)
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf / inf in numpy
 def test_non_finite_stays_in_its_example(backend, reduce):
     g = make_nchw((3, 70, 6, 5), f32, "contiguous")
@@ -88,5 +82,5 @@ def test_zero_gradient_and_empty_batch(backend):
 
 
 def test_signed_sum_is_not_a_saliency():
-    with pytest.raises(ConfigError, match=r"expected reduce in \(max_abs, abs_sum, l2\), got 'sum'"):
+    with pytest.raises(KernelInputError, match=r"expected reduce in \(max_abs, abs_sum, l2\), got 'sum'"):
         saliency(torch.ones(1, 2, 3, 3, device=DEVICE), "sum")

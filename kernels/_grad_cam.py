@@ -3,7 +3,7 @@
 Captum's ``LayerGradCam(relu_attributions=True)`` semantics. The channel weights are a spatial
 mean of ``g`` (one read of ``g``, fp32 accumulation), then the shared channel-map kernel
 (``_maps``) reads ``a`` once for the weighted channel sum, the ReLU and the scaling.
-:func:`attrstream.kernels.layer_maps.layer_maps` computes the same map in a sweep's fused pass.
+:func:`attrstream.kernels.layer_maps` computes the same map in a sweep's fused pass.
 """
 
 from __future__ import annotations
@@ -51,9 +51,8 @@ def grad_cam(
 
 def compile_targets() -> list[CompileTarget]:
     """Every specialization :func:`grad_cam_triton` can launch."""
-    return _maps.compile_targets(load_x=True, load_g=False, cam=True, reduces=("sum",))
+    return _maps.channel_maps_targets(load_x=True, load_g=False, cam=True, reduces=("sum",))
 
 
 def _check(a: torch.Tensor, g: torch.Tensor, out_dtype: torch.dtype) -> None:
-    _maps.check_inputs("grad_cam", a=a, g=g)
-    _maps.check_out_dtype("grad_cam", out_dtype)
+    _maps.check_map_args("grad_cam", out_dtype, a=a, g=g)

@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import torch
 
-from attrstream.engine.errors import ConfigError
 from attrstream.kernels._aot import CompileTarget, aligned
 from attrstream.kernels._backend import Backend, dispatch, triton_import_error
-
-STAT_NAMES = ("mean", "std", "min", "max", "frac_pos")
-LAYOUTS = ("nchw", "tokens")
+from attrstream.kernels._vocabulary import LAYOUTS, STAT_NAMES
+from attrstream.kernels.errors import KernelInputError
 
 if triton_import_error() is None:
     import triton
@@ -51,18 +49,18 @@ _MIN_PROGRAMS = 1024
 
 def _check_input(a: torch.Tensor, layout: str, what: str = "a") -> None:
     if layout not in LAYOUTS:
-        raise ConfigError(f"Expected layout in {LAYOUTS}, got {layout!r}.")
+        raise KernelInputError(f"Expected layout in {LAYOUTS}, got {layout!r}.")
     want = 4 if layout == "nchw" else 3
     if a.ndim != want:
         shape = "[N,C,H,W]" if layout == "nchw" else "[N,T,C]"
-        raise ConfigError(
+        raise KernelInputError(
             f"Expected {what} of shape {shape} for layout {layout!r} ({want} dims), "
             f"got {a.ndim} dims {tuple(a.shape)}."
         )
     if not a.is_floating_point():
-        raise ConfigError(f"Expected a floating-point {what}, got dtype {a.dtype}.")
+        raise KernelInputError(f"Expected a floating-point {what}, got dtype {a.dtype}.")
     if _spatial_size(a, layout) == 0:
-        raise ConfigError(
+        raise KernelInputError(
             f"Expected a non-empty spatial extent ({'H×W' if layout == 'nchw' else 'T'}) in {what}, "
             f"got shape {tuple(a.shape)}: statistics over zero elements do not exist."
         )
@@ -190,18 +188,14 @@ def _choose_blocks(n: int, c: int, inner: int, channel_fast: bool) -> tuple[int,
     return next((blocks for blocks in SPACE_FAST_BLOCKS if blocks[1] >= inner), SPACE_FAST_BLOCKS[-1])
 
 
-def _launch(a: torch.Tensor, g: torch.Tensor | None, blocks: tuple[int, int] | None):
+def _launch(a: torch.Tensor, g: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     n, c = a.shape[:2]
-    stats = torch.empty(n, c, 5, device=a.device, dtype=torch.float32)
+    stats = torch.empty(n, c, len(STAT_NAMES), device=a.device, dtype=torch.float32)
     gmean = torch.empty(n, c, device=a.device, dtype=torch.float32) if g is not None else None
     if n * c == 0:
         return stats, gmean
     h, w, (sah, saw), (sgh, sgw) = _spatial(a, g)
-    if blocks is None:
-        blocks = _choose_blocks(n, c, w, channel_fast=abs(a.stride(1)) < abs(saw))
-    block_c, block_s = blocks
-    if block_c & (block_c - 1) or block_s & (block_s - 1) or min(blocks) < 1:
-        raise ConfigError(f"Expected power-of-two block sizes (BLOCK_C, BLOCK_S), got {blocks}.")
+    block_c, block_s = _choose_blocks(n, c, w, channel_fast=abs(a.stride(1)) < abs(saw))
     gt = g if g is not None else a
     grid = (n * triton.cdiv(c, block_c),)
     _channel_stats_kernel[grid](
@@ -214,21 +208,16 @@ def _launch(a: torch.Tensor, g: torch.Tensor | None, blocks: tuple[int, int] | N
     return stats, gmean
 
 
-def channel_stats_triton(
-    a: torch.Tensor, layout: str = "nchw", *, blocks: tuple[int, int] | None = None
-) -> torch.Tensor:
-    """Triton implementation of :func:`channel_stats_torch`; ``blocks`` forces (BLOCK_C, BLOCK_S)
-    (tests use tiny ones so loop tails run under the interpreter)."""
+def channel_stats_triton(a: torch.Tensor, layout: str = "nchw") -> torch.Tensor:
+    """Triton implementation of :func:`channel_stats_torch`."""
     _check_input(a, layout)
-    return _launch(_as_nchw(a, layout), None, blocks)[0]
+    return _launch(_as_nchw(a, layout), None)[0]
 
 
-def stats_and_grad_mean_triton(
-    a: torch.Tensor, g: torch.Tensor, *, blocks: tuple[int, int] | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def stats_and_grad_mean_triton(a: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Statistics of ``a`` and the spatial mean of ``g``, both ``[N,C,H,W]``, in one kernel."""
     _check_pair(a, g)
-    return _launch(a, g, blocks)
+    return _launch(a, g)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -241,7 +230,7 @@ def channel_stats_torch(a: torch.Tensor, layout: str = "nchw") -> torch.Tensor:
     _check_input(a, layout)
     x = _as_nchw(a, layout).flatten(2).float()  # [N, C, S]; copies only for non-collapsible views
     if x.shape[0] * x.shape[1] == 0:
-        return x.new_empty(x.shape[0], x.shape[1], 5)
+        return x.new_empty(x.shape[0], x.shape[1], len(STAT_NAMES))
     mean = x.mean(-1)
     std = (x - mean[..., None]).square().mean(-1).sqrt()  # two-pass: no E[x²] − mean²
     frac_pos = (x > 0).sum(-1, dtype=torch.int64).float() / x.shape[-1]
@@ -258,9 +247,9 @@ def _check_pair(a: torch.Tensor, g: torch.Tensor) -> None:
     _check_input(a, "nchw", "a")
     _check_input(g, "nchw", "g")
     if a.shape != g.shape:
-        raise ConfigError(f"Expected a and g of one shape, got {tuple(a.shape)} and {tuple(g.shape)}.")
+        raise KernelInputError(f"Expected a and g of one shape, got {tuple(a.shape)} and {tuple(g.shape)}.")
     if a.dtype != g.dtype or a.device != g.device:
-        raise ConfigError(
+        raise KernelInputError(
             f"Expected a and g of one dtype and device (as autograd gives), got {a.dtype} on {a.device} "
             f"and {g.dtype} on {g.device}."
         )
@@ -288,9 +277,12 @@ def compile_targets() -> list[CompileTarget]:
     H×W collapse into one row (H = 1) whose stride along the tile's fast axis is 1 (the JIT turns
     an int argument equal to 1 into a constant) and every pointer and integer is divisible by 16
     (``aligned``: vectorised loads). In fp32, per tile, the same unit stride without divisibility
-    and with the row loop (odd extents, spatial crops: scalar loads), and the general-stride
-    variant (sliced views, tokens with a strided C); and ``i64`` integers, which the JIT picks
-    when a stride or extent passes 2^31.
+    and with the row loop (odd extents, spatial crops: scalar loads). Per dtype, tile and
+    with/without ``g``, the general-stride variant (sliced views, tokens with a strided C, odd
+    extents), of which every launch with int32 integers is a special case (the JIT only adds
+    constants and divisibility; ``tests/kernels/conftest.py`` checks each launch of the kernel
+    tests against this list). And ``i64`` integers, which the JIT picks when a stride or extent
+    passes 2^31.
     """
     targets = []
     for blocks in SPACE_FAST_BLOCKS + CHANNEL_FAST_BLOCKS:
@@ -299,7 +291,7 @@ def compile_targets() -> list[CompileTarget]:
             targets += [_target(dtype, blocks, has_g, "i32", ("H", *unit), vector=True)
                         for dtype in ("fp32", "fp16", "bf16")]
             targets.append(_target("fp32", blocks, has_g, "i32", unit))
-        targets.append(_target("fp32", blocks, True, "i32"))
+        targets += [_target(dtype, blocks, has_g, "i32") for dtype in ("fp32", "fp16", "bf16") for has_g in (False, True)]
     targets += [_target("fp32", SPACE_FAST_BLOCKS[-1], has_g, "i64") for has_g in (False, True)]
     return targets
 

@@ -14,9 +14,10 @@ import torch
 from attrstream.kernels import _maps
 from attrstream.kernels._aot import CompileTarget
 from attrstream.kernels._backend import Backend, dispatch
-from attrstream.kernels.channel_stats import channel_stats_torch, stats_and_grad_mean_triton
-from attrstream.kernels.grad_cam import grad_cam_torch
-from attrstream.kernels.product_map import REDUCES, product_map_torch
+from attrstream.kernels._channel_stats import channel_stats_torch, stats_and_grad_mean_triton
+from attrstream.kernels._grad_cam import grad_cam_torch
+from attrstream.kernels._product_map import product_map_torch
+from attrstream.kernels._vocabulary import REDUCTIONS
 
 Maps = tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -40,10 +41,7 @@ def layer_maps_torch(
 
 
 def layer_maps(
-    a: torch.Tensor,
-    g: torch.Tensor,
-    reduce: str = "sum",
-    out_dtype: torch.dtype = torch.float16,
+    a: torch.Tensor, g: torch.Tensor, reduce: str = "sum", out_dtype: torch.dtype = torch.float16,
     backend: Backend | str | None = None,
 ) -> Maps:
     """Statistics, grad×activation and Grad-CAM of activation ``a`` and its gradient ``g``
@@ -55,11 +53,9 @@ def layer_maps(
 
 def compile_targets() -> list[CompileTarget]:
     """Every specialization of pass 2 :func:`layer_maps_triton` can launch (pass 1 is listed by
-    ``channel_stats.compile_targets``)."""
-    return _maps.compile_targets(load_x=True, load_g=True, cam=True, reduces=REDUCES)
+    ``_channel_stats.compile_targets``)."""
+    return _maps.channel_maps_targets(load_x=True, load_g=True, cam=True, reduces=REDUCTIONS)
 
 
 def _check(a: torch.Tensor, g: torch.Tensor, reduce: str, out_dtype: torch.dtype) -> None:
-    _maps.check_inputs("layer_maps", a=a, g=g)
-    _maps.check_choice("layer_maps", "reduce", reduce, REDUCES)
-    _maps.check_out_dtype("layer_maps", out_dtype)
+    _maps.check_map_args("layer_maps", out_dtype, reduce, REDUCTIONS, a=a, g=g)

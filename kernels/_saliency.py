@@ -11,8 +11,7 @@ import torch
 from attrstream.kernels import _maps
 from attrstream.kernels._aot import CompileTarget
 from attrstream.kernels._backend import Backend, dispatch
-
-REDUCES = ("max_abs", "abs_sum", "l2")
+from attrstream.kernels._vocabulary import SALIENCY_REDUCTIONS
 
 
 def saliency_triton(
@@ -41,18 +40,17 @@ def saliency(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reduce |g| over channels: ``(values [N,H,W] out_dtype, scale [N] float32)``.
 
-    ``reduce``: ``max_abs`` (max |g|), ``abs_sum`` (Σ |g|) or ``l2`` (sqrt of Σ g²).
-    ``values * scale[:, None, None]`` is the map; ``scale[n]`` = max |map[n]|, 1 for an all-zero map.
+    ``reduce`` (:data:`SALIENCY_REDUCTIONS`): ``max_abs`` (max |g|), ``abs_sum`` (Σ |g|) or ``l2``
+    (sqrt of Σ g²). ``values * scale[:, None, None]`` is the map; ``scale[n]`` = max |map[n]|, 1
+    for an all-zero map.
     """
     return dispatch(saliency_torch, saliency_triton, (g,), backend, g, reduce, out_dtype)
 
 
 def compile_targets() -> list[CompileTarget]:
     """Every specialization :func:`saliency_triton` can launch."""
-    return _maps.compile_targets(load_x=False, load_g=True, cam=False, reduces=REDUCES)
+    return _maps.channel_maps_targets(load_x=False, load_g=True, cam=False, reduces=SALIENCY_REDUCTIONS)
 
 
 def _check(g: torch.Tensor, reduce: str, out_dtype: torch.dtype) -> None:
-    _maps.check_inputs("saliency", g=g)
-    _maps.check_choice("saliency", "reduce", reduce, REDUCES)
-    _maps.check_out_dtype("saliency", out_dtype)
+    _maps.check_map_args("saliency", out_dtype, reduce, SALIENCY_REDUCTIONS, g=g)

@@ -13,8 +13,7 @@ import torch
 from attrstream.kernels import _maps
 from attrstream.kernels._aot import CompileTarget
 from attrstream.kernels._backend import Backend, dispatch
-
-REDUCES = tuple(_maps.REDUCES)
+from attrstream.kernels._vocabulary import REDUCTIONS
 
 
 def product_map_triton(
@@ -37,27 +36,22 @@ def product_map_torch(
 
 
 def product_map(
-    x: torch.Tensor,
-    g: torch.Tensor,
-    reduce: str = "sum",
-    out_dtype: torch.dtype = torch.float16,
+    x: torch.Tensor, g: torch.Tensor, reduce: str = "sum", out_dtype: torch.dtype = torch.float16,
     backend: Backend | str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reduce x·g over channels: ``(values [N,H,W] out_dtype, scale [N] float32)``.
 
-    ``reduce``: ``sum`` (signed), ``abs_sum``, ``l2`` (sqrt of Σ (x·g)²) or ``max_abs``.
-    ``values * scale[:, None, None]`` is the map; ``scale[n]`` = max |map[n]|, 1 for an all-zero
-    map. NaN in one example reaches that example's outputs only.
+    ``reduce`` (:data:`REDUCTIONS`): ``sum`` (signed), ``abs_sum``, ``l2`` (sqrt of Σ (x·g)²) or
+    ``max_abs``. ``values * scale[:, None, None]`` is the map; ``scale[n]`` = max |map[n]|, 1 for
+    an all-zero map. NaN in one example reaches that example's outputs only.
     """
     return dispatch(product_map_torch, product_map_triton, (x, g), backend, x, g, reduce, out_dtype)
 
 
 def compile_targets() -> list[CompileTarget]:
     """Every specialization :func:`product_map_triton` can launch."""
-    return _maps.compile_targets(load_x=True, load_g=True, cam=False, reduces=REDUCES)
+    return _maps.channel_maps_targets(load_x=True, load_g=True, cam=False, reduces=REDUCTIONS)
 
 
 def _check(x: torch.Tensor, g: torch.Tensor, reduce: str, out_dtype: torch.dtype) -> None:
-    _maps.check_inputs("product_map", x=x, g=g)
-    _maps.check_choice("product_map", "reduce", reduce, REDUCES)
-    _maps.check_out_dtype("product_map", out_dtype)
+    _maps.check_map_args("product_map", out_dtype, reduce, REDUCTIONS, x=x, g=g)

@@ -1,0 +1,21 @@
+"""The names the kernels speak in, defined once.
+
+The engine, the store and the tests import these (through ``attrstream.kernels``) instead of
+spelling them again: a statistic added here reaches the store's ``stat`` coordinate, and a
+reduction added here reaches the kernel's ``REDUCE`` code, with no second list to keep in step.
+"""
+
+from __future__ import annotations
+
+# channel_stats: the order of its last axis, ``[N, C, len(STAT_NAMES)]``.
+STAT_NAMES = ("mean", "std", "min", "max", "frac_pos")
+
+# channel_stats inputs: ``[N,C,H,W]`` or transformer tokens ``[N,T,C]``.
+LAYOUTS = ("nchw", "tokens")
+
+# product_map and layer_maps: how x·g is reduced over channels. The channel-map kernel's REDUCE
+# constexpr is the index in this tuple.
+REDUCTIONS = ("sum", "abs_sum", "l2", "max_abs")
+
+# saliency: how |g| is reduced over channels (a subset of REDUCTIONS; the first is the default).
+SALIENCY_REDUCTIONS = ("max_abs", "abs_sum", "l2")
