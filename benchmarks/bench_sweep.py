@@ -48,7 +48,6 @@ from _common import (
 CONTENDERS = ("bare", "attrstream", "captum")
 DEFAULT_UNIT = 64  # 4 units at the default N: the writer overlaps compute, as in any run of real length
 METHODS = ("grad_x_input", "saliency", "grad_cam", "stats")
-STAT_NAMES = ("mean", "std", "min", "max", "frac_pos")
 
 
 @dataclass

@@ -18,11 +18,7 @@ from torch.func import functional_call
 from attrstream.engine.capture import capture_outputs
 from attrstream.engine.errors import AttrstreamError, ConfigError, ModelError
 from attrstream.engine.methods import Target, target_scores
-from attrstream.kernels.channel_stats import channel_stats
-from attrstream.kernels.grad_cam import grad_cam
-from attrstream.kernels.layer_maps import layer_maps
-from attrstream.kernels.product_map import product_map
-from attrstream.kernels.saliency import saliency
+from attrstream.kernels import channel_stats, grad_cam, layer_maps, product_map, saliency
 
 
 @dataclass(frozen=True)

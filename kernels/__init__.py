@@ -3,32 +3,40 @@
 Each op takes activations or gradients as tensors and returns small per-example tensors; the
 Triton kernel runs for CUDA tensors and the torch reference (the specification) otherwise, see
 :class:`Backend`. The ops live in private modules, one per op, so that ``attrstream.kernels.<op>``
-is the function itself.
+is the function itself. Attributes load on first use: ``attrstream.kernels.names`` and
+``attrstream.kernels.errors`` stay importable without torch.
 """
 
-from attrstream.kernels._backend import ENV_VAR as BACKEND_ENV_VAR
-from attrstream.kernels._backend import Backend
-from attrstream.kernels._channel_stats import channel_stats
-from attrstream.kernels._grad_cam import grad_cam
-from attrstream.kernels._layer_maps import layer_maps
-from attrstream.kernels._product_map import product_map
-from attrstream.kernels._saliency import saliency
-from attrstream.kernels._vocabulary import LAYOUTS, REDUCTIONS, SALIENCY_REDUCTIONS, STAT_NAMES
-from attrstream.kernels.errors import BackendError, KernelError, KernelInputError
+from __future__ import annotations
 
-__all__ = [
-    "BACKEND_ENV_VAR",
-    "LAYOUTS",
-    "REDUCTIONS",
-    "SALIENCY_REDUCTIONS",
-    "STAT_NAMES",
-    "Backend",
-    "BackendError",
-    "KernelError",
-    "KernelInputError",
-    "channel_stats",
-    "grad_cam",
-    "layer_maps",
-    "product_map",
-    "saliency",
-]
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "BACKEND_ENV_VAR": ("_backend", "ENV_VAR"),
+    "Backend": ("_backend", "Backend"),
+    "channel_stats": ("_channel_stats", "channel_stats"),
+    "grad_cam": ("_grad_cam", "grad_cam"),
+    "layer_maps": ("_layer_maps", "layer_maps"),
+    "product_map": ("_product_map", "product_map"),
+    "saliency": ("_saliency", "saliency"),
+    "LAYOUTS": ("names", "LAYOUTS"),
+    "REDUCTIONS": ("names", "REDUCTIONS"),
+    "SALIENCY_REDUCTIONS": ("names", "SALIENCY_REDUCTIONS"),
+    "STAT_NAMES": ("names", "STAT_NAMES"),
+    "BackendError": ("errors", "BackendError"),
+    "KernelError": ("errors", "KernelError"),
+    "KernelInputError": ("errors", "KernelInputError"),
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'attrstream.kernels' has no attribute {name!r}") from None
+    value = getattr(import_module(f"attrstream.kernels.{module}"), attr)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value

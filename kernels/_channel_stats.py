@@ -26,8 +26,8 @@ import torch
 
 from attrstream.kernels._aot import CompileTarget, aligned
 from attrstream.kernels._backend import Backend, dispatch, triton_import_error
-from attrstream.kernels._vocabulary import LAYOUTS, STAT_NAMES
 from attrstream.kernels.errors import KernelInputError
+from attrstream.kernels.names import LAYOUTS, STAT_NAMES
 
 if triton_import_error() is None:
     import triton

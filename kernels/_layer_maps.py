@@ -17,7 +17,7 @@ from attrstream.kernels._backend import Backend, dispatch
 from attrstream.kernels._channel_stats import channel_stats_torch, stats_and_grad_mean_triton
 from attrstream.kernels._grad_cam import grad_cam_torch
 from attrstream.kernels._product_map import product_map_torch
-from attrstream.kernels._vocabulary import REDUCTIONS
+from attrstream.kernels.names import REDUCTIONS
 
 Maps = tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 

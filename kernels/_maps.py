@@ -14,8 +14,8 @@ import torch
 
 from attrstream.kernels._aot import CompileTarget, aligned
 from attrstream.kernels._backend import triton_import_error
-from attrstream.kernels._vocabulary import REDUCTIONS
 from attrstream.kernels.errors import KernelInputError
+from attrstream.kernels.names import REDUCTIONS
 
 if triton_import_error() is None:
     import triton

@@ -13,7 +13,7 @@ import torch
 from attrstream.kernels import _maps
 from attrstream.kernels._aot import CompileTarget
 from attrstream.kernels._backend import Backend, dispatch
-from attrstream.kernels._vocabulary import REDUCTIONS
+from attrstream.kernels.names import REDUCTIONS
 
 
 def product_map_triton(

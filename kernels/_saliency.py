@@ -11,7 +11,7 @@ import torch
 from attrstream.kernels import _maps
 from attrstream.kernels._aot import CompileTarget
 from attrstream.kernels._backend import Backend, dispatch
-from attrstream.kernels._vocabulary import SALIENCY_REDUCTIONS
+from attrstream.kernels.names import SALIENCY_REDUCTIONS
 
 
 def saliency_triton(

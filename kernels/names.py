@@ -1,12 +1,20 @@
-"""The kernels' vocabulary: names that the ops produce and accept, defined once, torch-free.
+"""The names the kernels speak in, defined once; torch-free, so stores and renderers can import them.
 
-Stores, readers and renderers import these names without importing torch; the op modules derive
-their constants (the reduction codes of the map kernel, the stat columns) from them.
+The engine, the store and the tests import these instead of spelling them again: a statistic added here reaches the store's ``stat`` coordinate, and a
+reduction added here reaches the kernel's ``REDUCE`` code, with no second list to keep in step.
 """
 
 from __future__ import annotations
 
-STAT_NAMES = ("mean", "std", "min", "max", "frac_pos")  # columns of channel_stats, in order
-REDUCTIONS = ("sum", "abs_sum", "l2", "max_abs")  # channel reductions of product_map / layer_maps
-SALIENCY_REDUCTIONS = ("max_abs", "abs_sum", "l2")  # saliency reduces |g|: a signed sum is meaningless
-LAYOUTS = ("nchw", "tokens")  # channel_stats input layouts: [N,C,H,W] (any strides) or [N,T,C]
+# channel_stats: the order of its last axis, ``[N, C, len(STAT_NAMES)]``.
+STAT_NAMES = ("mean", "std", "min", "max", "frac_pos")
+
+# channel_stats inputs: ``[N,C,H,W]`` or transformer tokens ``[N,T,C]``.
+LAYOUTS = ("nchw", "tokens")
+
+# product_map and layer_maps: how x·g is reduced over channels. The channel-map kernel's REDUCE
+# constexpr is the index in this tuple.
+REDUCTIONS = ("sum", "abs_sum", "l2", "max_abs")
+
+# saliency: how |g| is reduced over channels (a subset of REDUCTIONS; the first is the default).
+SALIENCY_REDUCTIONS = ("max_abs", "abs_sum", "l2")
