@@ -118,13 +118,27 @@ def _expanded_input_grads(
     return grad
 
 
-def _multi_sample_maps(model: nn.Module, x: torch.Tensor, index: torch.Tensor, plan: ExtractPlan) -> dict[str, torch.Tensor]:
+def smoothgrad_noise(x: torch.Tensor, examples: torch.Tensor, samples: int) -> torch.Tensor:
+    """Standard normal noise ``[samples, N, C, H, W]`` for the examples of a batch.
+
+    Example ``i`` of the data set always gets ``randn((samples, C, H, W))`` from a generator seeded
+    ``i`` on ``x``'s device, whatever batch it shares: a resumed sweep or another batch size
+    stores the same SmoothGrad maps.
+    """
+    noise = torch.empty((samples, *x.shape), device=x.device, dtype=x.dtype)
+    for row, example in enumerate(examples.tolist()):
+        gen = torch.Generator(device=x.device).manual_seed(int(example))
+        noise[:, row] = torch.randn((samples, *x.shape[1:]), generator=gen, device=x.device, dtype=x.dtype)
+    return noise
+
+
+def _multi_sample_maps(model: nn.Module, x: torch.Tensor, examples: torch.Tensor, index: torch.Tensor,
+                       plan: ExtractPlan) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     if "smoothgrad" in plan.input_methods:
         s = plan.smoothgrad_samples
-        gen = torch.Generator(device=x.device).manual_seed(0)
         span = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(1, -1, 1, 1, 1)
-        noise = torch.randn((s, *x.shape), generator=gen, device=x.device, dtype=x.dtype) * (plan.smoothgrad_noise * span)
+        noise = smoothgrad_noise(x, examples, s) * (plan.smoothgrad_noise * span)
         grads = _expanded_input_grads(model, x.unsqueeze(0) + noise, index, s, plan.autocast)
         mean_abs = grads.abs().mean(0)  # Captum NoiseTunnel(Saliency(abs=True)), smoothgrad
         out["attributions/smoothgrad"], out["attributions/smoothgrad_scale"] = saliency(mean_abs, out_dtype=plan.out_dtype)
@@ -138,8 +152,12 @@ def _multi_sample_maps(model: nn.Module, x: torch.Tensor, index: torch.Tensor, p
     return out
 
 
-def extract_batch(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, plan: ExtractPlan) -> dict[str, torch.Tensor]:
-    """Every requested output of one batch, keyed by store path, on ``x``'s device."""
+def extract_batch(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, examples: torch.Tensor,
+                  plan: ExtractPlan) -> dict[str, torch.Tensor]:
+    """Every requested output of one batch, keyed by store path, on ``x``'s device.
+
+    ``examples`` are the data set indices of the batch's rows (CPU int64): they seed SmoothGrad.
+    """
     x = x.detach().requires_grad_(True)
     with capture_outputs(model, plan.layers) as captured:
         logits = _forward(model, x, plan.autocast)
@@ -181,7 +199,7 @@ def extract_batch(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, plan:
     if {"smoothgrad", "integrated_gradients"} & set(plan.input_methods):
         if int(chosen.index.min()) < 0:
             raise ConfigError("smoothgrad and integrated_gradients explain a class: the target callable must return class indices.")
-        out.update(_multi_sample_maps(model, x.detach(), chosen.index, plan))
+        out.update(_multi_sample_maps(model, x.detach(), examples, chosen.index, plan))
     return out
 
 

@@ -108,7 +108,8 @@ def run_units(model: nn.Module, dataset: Dataset, writer: StoreWriter, plan: Swe
                 }
                 if plan.has_mask:
                     host["inputs/mask"] = masks.numpy()
-                results = extract_batch(model, x.to(plan.device, non_blocking=True), labels.to(plan.device), plan.extract)
+                results = extract_batch(model, x.to(plan.device, non_blocking=True), labels.to(plan.device), index,
+                                        plan.extract)
                 flush(copier.submit(int(index[0]), results, host))
             flush(copier.drain())
     finally:

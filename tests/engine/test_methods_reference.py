@@ -1,8 +1,8 @@
 """The multi-sample methods read back from a real store against float64 references computed here.
 
-SmoothGrad's reference draws the same noise as the sweep (the documented rule: ``randn`` of shape
-``[samples, *batch]`` from a generator seeded 0 on the batch's device, times ``0.15 ×`` each
-example's max - min), so the comparison is exact up to float32 arithmetic, not a statistical one.
+SmoothGrad's reference draws the same noise as the sweep (the documented rule: example ``i`` gets
+``randn((samples, C, H, W))`` from a generator seeded ``i``, times ``0.15 ×`` its max - min), so the
+comparison is exact up to float32 arithmetic, not a statistical one.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def images() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, images):
-    """One batch holding every example: the noise is drawn per batch."""
+    """One batch holding every example."""
     out = tmp_path_factory.mktemp("ref") / "run.zarr"
     return sweep(tiny_cnn().eval(), TensorDataset(images), out, methods=["smoothgrad", "integrated_gradients"],
                  layers=[], dtype="float32", batch_size=N, unit=N, smoothgrad_samples=SAMPLES, ig_steps=STEPS,
@@ -62,13 +62,21 @@ def test_smoothgrad_matches_a_float64_reference_with_the_same_noise(run, images,
     model, target = model64_and_target
     assert np.array_equal(run.outputs()["target"], target.numpy())
     x = images.double()
-    noise = torch.randn((SAMPLES, *images.shape), generator=torch.Generator().manual_seed(0), dtype=images.dtype)
+    noise = torch.stack([torch.randn((SAMPLES, *images.shape[1:]), generator=torch.Generator().manual_seed(i),
+                                     dtype=images.dtype) for i in range(N)], dim=1)
     span = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(1, N, 1, 1, 1)
     grads = input_grads64(model, x + noise.double() * NOISE * span, target)
     reference = grads.abs().mean(0).amax(1)  # mean over samples of |grad|, then max over channels
     assert rel_err(run.attribution("smoothgrad"), reference) <= REL_TOL
     # the noise matters at this tolerance: the noiseless saliency map is far from the stored one
     assert rel_err(run.attribution("smoothgrad"), input_grads64(model, x[None], target)[0].abs().amax(1)) > 1e-2
+
+
+def test_smoothgrad_does_not_depend_on_the_batch_an_example_shares(run, images, tmp_path):
+    """A resumed sweep may use another batch size: example i's noise depends on i alone."""
+    other = sweep(tiny_cnn().eval(), TensorDataset(images), tmp_path / "b2.zarr", methods=["smoothgrad"], layers=[],
+                  dtype="float32", batch_size=4, unit=N, smoothgrad_samples=SAMPLES, progress=False)
+    np.testing.assert_allclose(other.attribution("smoothgrad"), run.attribution("smoothgrad"), rtol=1e-5, atol=1e-7)
 
 
 def test_integrated_gradients_matches_a_float64_riemann_midpoint_reference(run, images, model64_and_target):
