@@ -72,6 +72,9 @@ class SweepConfig:
                                                 parse=int_pair, metavar="HxW")
     smoothgrad_samples: int = option(8, "noisy samples per image for smoothgrad")
     ig_steps: int = option(16, "Riemann steps per image for integrated_gradients")
+    internal_batch_size: int | None = option(None, "points per forward/backward of smoothgrad and "
+                                             "integrated_gradients, which bounds their memory (default: --batch-size)",
+                                             parse=int, metavar="B")
     skip_bad_images: bool = option(False, "record unreadable images in inputs/skipped and go on")
     overwrite: bool = option(False, "replace a store written with another configuration")
     progress: bool = option(True, "hide the progress bar", flag="--no-progress")
@@ -90,8 +93,9 @@ class SweepConfig:
         for name in ("batch_size", "unit", "smoothgrad_samples", "ig_steps"):
             check_int(name, getattr(self, name), 1)
         check_int("num_workers", self.num_workers, 0)
-        if self.limit is not None:
-            check_int("limit", self.limit, 0)
+        for name, minimum in (("limit", 0), ("internal_batch_size", 1)):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), minimum)
         _choice("dtype", self.dtype, DTYPES)
         _choice("reduce", self.reduce, REDUCTIONS)
         _choice("compressor", self.compressor, COMPRESSORS)

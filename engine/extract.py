@@ -16,8 +16,10 @@ from torch import nn
 from torch.func import functional_call
 
 from attrstream.engine.capture import capture_outputs
-from attrstream.engine.errors import AttrstreamError, ConfigError, ModelError
+from attrstream.engine.errors import AttrstreamError, ModelError
 from attrstream.engine.methods import Target, target_scores
+from attrstream.engine.multisample import multi_sample_grads
+from attrstream.engine.vocabulary import MULTI_SAMPLE_METHODS
 from attrstream.kernels import channel_stats, grad_cam, layer_maps, product_map, saliency
 
 
@@ -37,6 +39,7 @@ class ExtractPlan:
     smoothgrad_samples: int = 8
     smoothgrad_noise: float = 0.15
     ig_steps: int = 16
+    internal_batch_size: int | None = None  # points per forward of the multi-sample methods (None: the batch size)
 
 
 def token_grid(tokens: int, given: tuple[int, int] | None = None) -> tuple[int, int, int]:
@@ -107,47 +110,24 @@ def _layer_results(name: str, a: torch.Tensor, g: torch.Tensor, plan: ExtractPla
     return out
 
 
-def _expanded_input_grads(
-    model: nn.Module, points: torch.Tensor, index: torch.Tensor, samples: int, autocast: bool
-) -> torch.Tensor:
-    """Gradients of the fixed target class at ``samples`` points per example, ``[S, N, C, H, W]``."""
-    points = points.detach().requires_grad_(True)
-    logits = _forward(model, points.flatten(0, 1), autocast).float()
-    score = logits.gather(1, index.repeat(samples)[:, None]).sum()
-    (grad,) = torch.autograd.grad(score, points)
-    return grad
-
-
-def smoothgrad_noise(x: torch.Tensor, examples: torch.Tensor, samples: int) -> torch.Tensor:
-    """Standard normal noise ``[samples, N, C, H, W]`` for the examples of a batch.
-
-    Example ``i`` of the data set always gets ``randn((samples, C, H, W))`` from a generator seeded
-    ``i`` on ``x``'s device, whatever batch it shares: a resumed sweep or another batch size
-    stores the same SmoothGrad maps.
-    """
-    noise = torch.empty((samples, *x.shape), device=x.device, dtype=x.dtype)
-    for row, example in enumerate(examples.tolist()):
-        gen = torch.Generator(device=x.device).manual_seed(int(example))
-        noise[:, row] = torch.randn((samples, *x.shape[1:]), generator=gen, device=x.device, dtype=x.dtype)
-    return noise
-
-
 def _multi_sample_maps(model: nn.Module, x: torch.Tensor, examples: torch.Tensor, index: torch.Tensor,
                        plan: ExtractPlan) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
+    chunk = plan.internal_batch_size or len(x)
+
+    def forward(points: torch.Tensor) -> torch.Tensor:
+        return _forward(model, points, plan.autocast).float()
+
     if "smoothgrad" in plan.input_methods:
-        s = plan.smoothgrad_samples
-        span = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(1, -1, 1, 1, 1)
-        noise = smoothgrad_noise(x, examples, s) * (plan.smoothgrad_noise * span)
-        grads = _expanded_input_grads(model, x.unsqueeze(0) + noise, index, s, plan.autocast)
-        mean_abs = grads.abs().mean(0)  # Captum NoiseTunnel(Saliency(abs=True)), smoothgrad
+        mean_abs = multi_sample_grads(forward, x, examples, index, method="smoothgrad", samples=plan.smoothgrad_samples,
+                                      chunk=chunk, noise=plan.smoothgrad_noise)
+        # Captum NoiseTunnel(Saliency(abs=True)), smoothgrad: mean |g|, then max over channels
         out["attributions/smoothgrad"], out["attributions/smoothgrad_scale"] = saliency(mean_abs, out_dtype=plan.out_dtype)
     if "integrated_gradients" in plan.input_methods:
-        m = plan.ig_steps
-        alphas = (torch.arange(m, device=x.device, dtype=x.dtype) + 0.5) / m  # Riemann midpoints, zero baseline
-        grads = _expanded_input_grads(model, alphas.view(m, 1, 1, 1, 1) * x.unsqueeze(0), index, m, plan.autocast)
+        mean_grad = multi_sample_grads(forward, x, examples, index, method="integrated_gradients",
+                                       samples=plan.ig_steps, chunk=chunk)
         out["attributions/integrated_gradients"], out["attributions/integrated_gradients_scale"] = product_map(
-            x, grads.mean(0), reduce="sum", out_dtype=plan.out_dtype
+            x, mean_grad, reduce="sum", out_dtype=plan.out_dtype
         )
     return out
 
@@ -196,9 +176,7 @@ def extract_batch(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, examp
         for name, a, g in zip(plan.layers, acts, grads[int(need_x_grad):], strict=False):
             out.update(_layer_results(name, a, g, plan))
     del grads, acts, captured
-    if {"smoothgrad", "integrated_gradients"} & set(plan.input_methods):
-        if int(chosen.index.min()) < 0:
-            raise ConfigError("smoothgrad and integrated_gradients explain a class: the target callable must return class indices.")
+    if set(MULTI_SAMPLE_METHODS) & set(plan.input_methods):
         out.update(_multi_sample_maps(model, x.detach(), examples, chosen.index, plan))
     return out
 

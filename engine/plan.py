@@ -127,6 +127,7 @@ def extract_plan(cfg: SweepConfig, layers: dict[str, nn.Module], probed: dict[st
         token_grids={name: p.grid for name, p in probed.items() if p.grid is not None},
         smoothgrad_samples=cfg.smoothgrad_samples,
         ig_steps=cfg.ig_steps,
+        internal_batch_size=cfg.internal_batch_size or cfg.batch_size,
     )
 
 

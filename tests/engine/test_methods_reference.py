@@ -1,8 +1,8 @@
 """The multi-sample methods read back from a real store against float64 references computed here.
 
-SmoothGrad's reference draws the same noise as the sweep (the documented rule: example ``i`` gets
-``randn((samples, C, H, W))`` from a generator seeded ``i``, times ``0.15 ×`` its max - min), so the
-comparison is exact up to float32 arithmetic, not a statistical one.
+SmoothGrad's reference draws the same noise as the sweep (the documented rule: sample ``s`` of
+example ``i`` is ``randn((C, H, W))`` from a generator seeded ``(i << 16) | s``, times ``0.15 ×`` the
+example's max - min), so the comparison is exact up to float32 arithmetic, not a statistical one.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def test_smoothgrad_matches_a_float64_reference_with_the_same_noise(run, images,
     model, target = model64_and_target
     assert np.array_equal(run.outputs()["target"], target.numpy())
     x = images.double()
-    noise = torch.stack([torch.randn((SAMPLES, *images.shape[1:]), generator=torch.Generator().manual_seed(i),
-                                     dtype=images.dtype) for i in range(N)], dim=1)
+    noise = torch.stack([torch.stack([torch.randn(images.shape[1:], generator=torch.Generator().manual_seed((i << 16) | s),
+                                                  dtype=images.dtype) for i in range(N)]) for s in range(SAMPLES)])
     span = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(1, N, 1, 1, 1)
     grads = input_grads64(model, x + noise.double() * NOISE * span, target)
     reference = grads.abs().mean(0).amax(1)  # mean over samples of |grad|, then max over channels
@@ -72,11 +72,18 @@ def test_smoothgrad_matches_a_float64_reference_with_the_same_noise(run, images,
     assert rel_err(run.attribution("smoothgrad"), input_grads64(model, x[None], target)[0].abs().amax(1)) > 1e-2
 
 
-def test_smoothgrad_does_not_depend_on_the_batch_an_example_shares(run, images, tmp_path):
-    """A resumed sweep may use another batch size: example i's noise depends on i alone."""
-    other = sweep(tiny_cnn().eval(), TensorDataset(images), tmp_path / "b2.zarr", methods=["smoothgrad"], layers=[],
-                  dtype="float32", batch_size=4, unit=N, smoothgrad_samples=SAMPLES, progress=False)
-    np.testing.assert_allclose(other.attribution("smoothgrad"), run.attribution("smoothgrad"), rtol=1e-5, atol=1e-7)
+@pytest.mark.parametrize(("batch_size", "internal_batch_size"), [(4, None), (N, 1), (N, 7), (5, 2 * N * STEPS)])
+def test_multi_sample_maps_do_not_depend_on_batching_or_chunking(run, images, tmp_path, batch_size,
+                                                                 internal_batch_size):
+    """A resumed sweep may use another batch size, and the expanded batch is forwarded in chunks:
+    every point depends on its (example, sample) alone, so the maps agree to float32 rounding."""
+    other = sweep(tiny_cnn().eval(), TensorDataset(images), tmp_path / "other.zarr",
+                  methods=["smoothgrad", "integrated_gradients"], layers=[], dtype="float32", batch_size=batch_size,
+                  internal_batch_size=internal_batch_size, unit=N, smoothgrad_samples=SAMPLES, ig_steps=STEPS,
+                  progress=False)
+    for method in ("smoothgrad", "integrated_gradients"):
+        np.testing.assert_allclose(other.attribution(method), run.attribution(method), rtol=2e-6, atol=1e-7,
+                                   err_msg=method)
 
 
 def test_integrated_gradients_matches_a_float64_riemann_midpoint_reference(run, images, model64_and_target):
@@ -86,3 +93,20 @@ def test_integrated_gradients_matches_a_float64_riemann_midpoint_reference(run, 
     grads = input_grads64(model, alphas.view(-1, 1, 1, 1, 1) * x, target)
     reference = (x * grads.mean(0)).sum(1)  # zero baseline: (x - 0) × mean path gradient, summed over channels
     assert rel_err(run.attribution("integrated_gradients"), reference) <= REL_TOL
+
+
+def test_integrated_gradients_equals_captum_within_captums_own_float32_error(run, images, model64_and_target):
+    """Captum's ``riemann_middle`` with a zero baseline is the same sum; the two float32 results may
+    differ by no more than Captum's float32 result differs from the float64 one (twice, for both sides)."""
+    from captum.attr import IntegratedGradients
+
+    model64, target = model64_and_target
+    model32 = tiny_cnn().eval()
+    captum32 = IntegratedGradients(model32).attribute(images, target=target, n_steps=STEPS, method="riemann_middle",
+                                                      internal_batch_size=4).sum(1)
+    alphas = (torch.arange(STEPS, dtype=torch.float64) + 0.5) / STEPS
+    reference = (images.double() * input_grads64(model64, alphas.view(-1, 1, 1, 1, 1) * images.double(), target).mean(0)).sum(1)
+    captum_error = rel_err(captum32.detach().double().numpy(), reference)
+    ours = run.attribution("integrated_gradients")
+    assert rel_err(ours, captum32.detach()) <= 2 * captum_error + 1e-7
+    assert captum_error > 0  # the bound is Captum's real float32 error, not zero by construction
