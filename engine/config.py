@@ -36,6 +36,16 @@ def check_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
+def _check_optional_int(name: str, value: Any, minimum: int) -> None:
+    if value is not None:
+        check_int(name, value, minimum)
+
+
+def _check_name(expected: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"Expected {expected}, got {value!r}.")
+
+
 def _names(name: str, value: Any, *, allow_empty: bool = False) -> tuple[str, ...]:
     """A list or ``"a,b"`` string of names as a tuple (the config is hashable data)."""
     items = csv(value) if isinstance(value, str) else value
@@ -93,9 +103,8 @@ class SweepConfig:
         for name in ("batch_size", "unit", "smoothgrad_samples", "ig_steps"):
             check_int(name, getattr(self, name), 1)
         check_int("num_workers", self.num_workers, 0)
-        for name, minimum in (("limit", 0), ("internal_batch_size", 1)):
-            if getattr(self, name) is not None:
-                check_int(name, getattr(self, name), minimum)
+        _check_optional_int("limit", self.limit, 0)
+        _check_optional_int("internal_batch_size", self.internal_batch_size, 1)
         _choice("dtype", self.dtype, DTYPES)
         _choice("reduce", self.reduce, REDUCTIONS)
         _choice("compressor", self.compressor, COMPRESSORS)
@@ -128,10 +137,8 @@ class ModelSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(f"Expected a model name (e.g. resnet18), got {self.name!r}.")
-        if self.num_classes is not None:
-            check_int("num_classes", self.num_classes, 1)
+        _check_name("a model name (e.g. resnet18)", self.name)
+        _check_optional_int("num_classes", self.num_classes, 1)
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,5 @@ class DataSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(f"Expected a data set name or directory, got {self.name!r}.")
-        if self.image_size is not None:
-            check_int("image_size", self.image_size, 1)
+        _check_name("a data set name or directory", self.name)
+        _check_optional_int("image_size", self.image_size, 1)
