@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
@@ -17,6 +17,9 @@ from attrstream.engine.errors import StoreError, close_matches
 from attrstream.engine.store.location import StoreLocation, locate, open_group
 from attrstream.engine.store.meta import read_done, read_ready_meta
 from attrstream.engine.store.spec import RunSpec
+
+if TYPE_CHECKING:
+    import xarray
 
 Examples = slice | Sequence[int] | np.ndarray | int
 
@@ -132,6 +135,16 @@ class Run:
     def inputs(self, examples: Examples = slice(None)) -> dict[str, np.ndarray]:
         """``inputs/*`` rows: index, label, thumbnail, skipped and mask when present."""
         return self._subgroup("inputs", examples)
+
+    def to_xarray(self, group: str, *, lazy: bool | None = None) -> xarray.Dataset:
+        """``group`` as an ``xarray.Dataset`` with maps decoded (stored × scale) and per-example coordinates.
+
+        ``example`` (data set index), ``label``, ``pred``, ``done``; ``stat`` names; positions on the
+        spatial axes. Lazy (dask) when dask is installed, else numpy; see :mod:`~attrstream.engine.store.xarray_view`.
+        """
+        from attrstream.engine.store.xarray_view import to_xarray
+
+        return to_xarray(self, group, lazy=lazy)
 
 
 def open_run(path: str | os.PathLike | StoreLocation) -> Run:
