@@ -22,10 +22,11 @@ _LAZY = {
     "register_model": ("attrstream.engine.models", "register_model"),
     "register_dataset": ("attrstream.engine.data", "register_dataset"),
     "open_run": ("attrstream.engine.store", "open_run"),
+    "export_tensorboard": ("attrstream.engine.export", "export_tensorboard"),
 }
 
 __all__ = ["DataSpec", "ModelSpec", "SweepConfig", "SweepStats", "__version__", "build_dataset", "build_model",
-           "open_run", "register_dataset", "register_model", "sweep"]
+           "export_tensorboard", "open_run", "register_dataset", "register_model", "sweep"]
 
 
 def __getattr__(name: str) -> Any:

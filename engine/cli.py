@@ -12,6 +12,17 @@ from attrstream.engine.errors import USER_ERRORS
 from attrstream.engine.options import add_options, csv, from_args
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default at the end of its help line; none for switches and options without one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        default = action.default
+        if not action.option_strings or action.nargs == 0 or default is None or default is argparse.SUPPRESS:
+            return action.help
+        shown = ",".join(map(str, default)) if isinstance(default, tuple | list) else "%(default)s"
+        return f"{action.help} (default: {shown})"
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     import attrstream.engine.demo  # noqa: F401  (registers the demo's model and data set)
     from attrstream.engine.config import DataSpec, ModelSpec, SweepConfig
@@ -45,6 +56,16 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tensorboard(args: argparse.Namespace) -> int:
+    from attrstream.engine.export import export_tensorboard
+
+    logdir = export_tensorboard(args.store, args.logdir, examples=args.examples, layers=args.layers,
+                                methods=args.methods, embedding_examples=args.embedding_examples,
+                                progress=not args.no_progress)
+    print(f"attrstream: TensorBoard logs written to {logdir}; view them with: tensorboard --logdir {logdir}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from attrstream.engine.demo.run import run_demo
 
@@ -54,6 +75,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from attrstream.engine.config import DataSpec, ModelSpec, SweepConfig
+    from attrstream.engine.export.defaults import EMBEDDING_EXAMPLES, TENSORBOARD_EXAMPLES
 
     parser = argparse.ArgumentParser(
         prog="attrstream",
@@ -63,30 +85,43 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("sweep", help="extract attributions and statistics of a data set into a store",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_HelpFormatter)
     add_options(p, ModelSpec)
     add_options(p, DataSpec)
     p.add_argument("--out", required=True, help="the store to write (run.zarr, or a URL such as s3://bucket/run.zarr)")
     add_options(p, SweepConfig)
     p.set_defaults(func=_cmd_sweep)
 
-    p = sub.add_parser("info", help="describe a store: config, progress, arrays")
-    p.add_argument("store")
+    p = sub.add_parser("info", help="describe a store: config, progress, arrays", formatter_class=_HelpFormatter)
+    p.add_argument("store", help="the store to describe (a path or URL)")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("render", help="render a store's figures and index.html")
-    p.add_argument("store")
-    p.add_argument("--out", required=True)
-    p.add_argument("--examples", type=int, default=8)
-    p.add_argument("--layers", type=csv, default=None)
-    p.add_argument("--methods", type=csv, default=None)
+    p = sub.add_parser("render", help="render a store's figures and index.html", formatter_class=_HelpFormatter)
+    p.add_argument("store", help="the store to render (a path or URL)")
+    p.add_argument("--out", required=True, help="folder for the PNG figures and index.html")
+    p.add_argument("--examples", type=int, default=8, help="examples drawn in the per-example figures, spread evenly")
+    p.add_argument("--layers", type=csv, default=None, metavar="A,B", help="layers to draw (default: all)")
+    p.add_argument("--methods", type=csv, default=None, metavar="M,N", help="input methods to draw (default: all)")
     p.set_defaults(func=_cmd_render)
 
-    p = sub.add_parser("demo", help="the embedded default: shapes data, a small CNN, a sweep and a report")
-    p.add_argument("--out", default="demo_out")
+    p = sub.add_parser("tensorboard", help="export a store's images, histograms, projector and scalars to TensorBoard",
+                       formatter_class=_HelpFormatter)
+    p.add_argument("store", help="the store to export")
+    p.add_argument("--logdir", required=True, help="TensorBoard log directory to write")
+    p.add_argument("--examples", type=int, default=TENSORBOARD_EXAMPLES, help="examples shown in the image tabs, spread evenly")
+    p.add_argument("--layers", type=csv, default=None, metavar="A,B", help="layers to export (default: all)")
+    p.add_argument("--methods", type=csv, default=None, metavar="M,N", help="input methods to export (default: all)")
+    p.add_argument("--embedding-examples", type=int, default=EMBEDDING_EXAMPLES, metavar="N",
+                   help="rows of the embedding projector at most, spread evenly")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cmd_tensorboard)
+
+    p = sub.add_parser("demo", help="the embedded default: shapes data, a small CNN, a sweep and a report",
+                       formatter_class=_HelpFormatter)
+    p.add_argument("--out", default="demo_out", help="folder for run.zarr, report/ and localization.json")
     p.add_argument("--n", type=int, default=256, help="held-out images to sweep")
     p.add_argument("--overwrite", action="store_true", help="start over when --out holds a demo of another configuration")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -19,6 +19,7 @@ __all__ = [
     "BackendError",
     "ConfigError",
     "DataError",
+    "DependencyError",
     "FingerprintMismatchError",
     "KernelError",
     "KernelInputError",
@@ -60,6 +61,10 @@ class DataError(AttrstreamError):
 
 class ModelError(AttrstreamError):
     """The model cannot be built, loaded or hooked."""
+
+
+class DependencyError(AttrstreamError):
+    """An optional package that a reader or exporter needs is not installed; the message says how to install it."""
 
 
 # What the CLI reports as one line: every error attrstream or its kernels raise on purpose.

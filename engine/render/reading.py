@@ -6,7 +6,9 @@ either read for the few examples drawn, or streamed one finished unit at a time.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -73,7 +75,7 @@ def column(run: Run, path: str, ids: np.ndarray) -> np.ndarray:
     return np.asarray(run.group[path][:])[ids]
 
 
-def _done_blocks(run: Run, done: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+def done_blocks(run: Run, done: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
     """Each finished unit as a row slice and the positions of its kept rows, relative to the slice."""
     for a, b in unit_rows(run):
         keep = done[(done >= a) & (done < b)] - a
@@ -81,10 +83,19 @@ def _done_blocks(run: Run, done: np.ndarray) -> Iterator[tuple[slice, np.ndarray
             yield slice(a, b), keep
 
 
+def layer_maps(run: Run, layer: str, ids: np.ndarray) -> dict[str, np.ndarray]:
+    """``{method: [n, h, w]}`` of the layer's maps at ``ids``; none for a layer pooled to one value per example."""
+    spec = next(s for s in run.spec.layers if s.name == layer)
+    if spec.map_shape is None or spec.map_shape[0] * spec.map_shape[1] == 1:
+        return {}
+    readers = {"grad_cam": run.cam, "grad_x_act": run.grad_x_act}
+    return {m: readers[m](layer, ids) for m in readers if m in run.spec.layer_methods}
+
+
 def confidence(run: Run, done: np.ndarray) -> np.ndarray:
     """Top-class probability of every finished example, one unit of logits in memory at a time."""
     parts = []
-    for rows, keep in _done_blocks(run, done):
+    for rows, keep in done_blocks(run, done):
         out = run.outputs(rows)
         prob = out["topk_prob"][keep, 0] if "topk_prob" in out else topk_probs(out["logits"][keep], 1)[1][:, 0]
         parts.append(prob)
@@ -102,10 +113,38 @@ def top_classes(run: Run, ids: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.n
 def layer_topk(run: Run, layer: str, done: np.ndarray, k: int) -> ChannelTopK:
     """Running top-``k`` examples of every channel of ``layer`` by per-example channel mean."""
     mean = run.stat_names(layer).index("mean")
-    blocks = ((rows.start + keep, run.layer_stats(layer, rows)[keep, :, mean]) for rows, keep in _done_blocks(run, done))
+    blocks = ((rows.start + keep, run.layer_stats(layer, rows)[keep, :, mean]) for rows, keep in done_blocks(run, done))
     return channel_topk(blocks, k)
 
 
 def dataset_stats(run: Run, layer: str) -> np.ndarray | None:
     """Dataset-level statistics of ``layer``, or ``None`` while the run is not finalized."""
     return run.dataset_stats(layer) if f"layers/{layer}/dataset_stats" in run.group else None
+
+
+# Where evaluation results sit in a store (written by ``attrstream evaluate`` and the demo): the
+# ``metrics`` group's attributes hold ``attrstream_metrics.mean_auc = {map path: {metric: mean AUC}}``
+# and may hold ``localization = [{method, pointing, energy, chance, n}, ...]``; a demo store also
+# has that table as ``localization.json`` beside it.
+METRICS_GROUP = "metrics"
+METRICS_ATTRS = "attrstream_metrics"
+LOCALIZATION_ATTR = "localization"
+LOCALIZATION_FILE = "localization.json"
+
+
+def _metrics_attrs(run: Run) -> dict:
+    return dict(run.group[METRICS_GROUP].attrs) if METRICS_GROUP in run.group else {}
+
+
+def mean_aucs(run: Run) -> dict[str, dict[str, float]]:
+    """``{map path: {metric: mean AUC}}`` of an evaluated store; empty when it was not evaluated."""
+    return dict(_metrics_attrs(run).get(METRICS_ATTRS, {}).get("mean_auc", {}))
+
+
+def localization(run: Run) -> list[dict]:
+    """Localization rows (map, pointing game, energy in the mask, chance) recorded for the store, if any."""
+    rows = _metrics_attrs(run).get(LOCALIZATION_ATTR)
+    if rows is None and isinstance(getattr(run.path, "path", None), Path):
+        beside = run.path.path.parent / LOCALIZATION_FILE
+        rows = json.loads(beside.read_text()) if beside.is_file() else None
+    return list(rows or [])

@@ -100,14 +100,6 @@ def _outputs_section(rep: _Report) -> Section:
     return Section("Outputs", figures, note=f"{len(done)} finished examples of {run.n}.")
 
 
-def _layer_maps(run: Run, layer: str, chosen: np.ndarray) -> dict[str, np.ndarray]:
-    spec = next(s for s in run.spec.layers if s.name == layer)
-    if spec.map_shape is None or spec.map_shape[0] * spec.map_shape[1] == 1:
-        return {}  # no map, or one value per example (a pooled layer): nothing to localise
-    readers = {"grad_cam": run.cam, "grad_x_act": run.grad_x_act}
-    return {f"{layer} {m}": readers[m](layer, chosen) for m in readers if m in run.spec.layer_methods}
-
-
 def _gradients_section(
     rep: _Report, methods: Sequence[str], layers: Sequence[str], outlier_perc: float, shared_scale: bool
 ) -> Section:
@@ -125,7 +117,7 @@ def _gradients_section(
         maps = {m: run.attribution(m, rep.chosen) for m in methods}
         figures.append((rep.save(attribution_grid(inputs["thumbnail"], maps, **common), "gradients_input"),
                         "Input attributions of the drawn examples (rows: #index label→prediction)."))
-    layer_maps = {k: v for layer in layers for k, v in _layer_maps(run, layer, rep.chosen).items()}
+    layer_maps = {f"{layer} {m}": v for layer in layers for m, v in reading.layer_maps(run, layer, rep.chosen).items()}
     if layer_maps:
         figures.append((rep.save(attribution_grid(inputs["thumbnail"], layer_maps, **common), "gradients_layers"),
                         "Layer maps (Grad-CAM, gradient × activation) upsampled to the input; layers "

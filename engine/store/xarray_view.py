@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
-from attrstream.engine.errors import ConfigError, StoreError, close_matches
+from attrstream.engine.errors import DependencyError, StoreError, close_matches
 
 if TYPE_CHECKING:
     import xarray
@@ -66,10 +66,10 @@ def to_xarray(run: Run, group: str, *, lazy: bool | None = None) -> xarray.Datas
     try:
         import xarray as xr
     except ImportError:
-        raise ConfigError("Run.to_xarray needs xarray: pip install xarray (dask too, for lazy arrays).") from None
+        raise DependencyError("Run.to_xarray needs xarray: pip install xarray (dask too, for lazy arrays).") from None
     lazy = find_spec("dask") is not None if lazy is None else lazy
     if lazy and find_spec("dask") is None:
-        raise ConfigError("Expected dask installed for lazy=True, got none: pip install dask, or pass lazy=False.")
+        raise DependencyError("Expected dask installed for lazy=True, got none: pip install dask, or pass lazy=False.")
     node = _open_group(run, group)
     arrays = dict(node.arrays())
     coords: dict[str, Any] = {}
