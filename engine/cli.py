@@ -28,7 +28,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from attrstream.engine.config import DataSpec, ModelSpec, SweepConfig
     from attrstream.engine.data import build_dataset
     from attrstream.engine.models import build_model
-    from attrstream.engine.pipeline import sweep
+    from attrstream.engine.pipeline import SweepStats, sweep
 
     model_spec = from_args(ModelSpec, args)
     data_spec = from_args(DataSpec, args, num_classes=model_spec.num_classes or 1000)
@@ -36,8 +36,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     classes = getattr(dataset, "classes", None)
     cfg = from_args(SweepConfig, args, model_name=model_spec.name, dataset_name=data_spec.name,
                     extra={"class_names": list(classes)} if classes is not None else {})
-    run = sweep(build_model(model_spec), dataset, args.out, cfg)
-    print(f"attrstream: wrote {run.n} examples to {args.out}")
+    stats = SweepStats()
+    run = sweep(build_model(model_spec), dataset, args.out, cfg, stats=stats)
+    print(f"attrstream: {stats.examples_written} new examples written to {args.out} ({run.n} in the store)")
     return 0
 
 

@@ -95,7 +95,10 @@ def run_units(model: nn.Module, dataset: Dataset, writer: StoreWriter, plan: Swe
         warner.check(arrays, arrays["inputs/index"])
         writer.append(start, arrays)
         bar.update(len(arrays["inputs/index"]))
-        bar.set_postfix(units=f"{writer.units_done_before + writer.units_written}/{spec.n_units()}", refresh=False)
+        show_units(refresh=False)
+
+    def show_units(refresh: bool) -> None:
+        bar.set_postfix(units=f"{writer.units_done_before + writer.units_written}/{spec.n_units()}", refresh=refresh)
 
     try:
         with inference_mode_for_attribution(model):
@@ -112,5 +115,7 @@ def run_units(model: nn.Module, dataset: Dataset, writer: StoreWriter, plan: Swe
                                         plan.extract)
                 flush(copier.submit(int(index[0]), results, host))
             flush(copier.drain())
+        writer.close()  # the last units reach the disk: the bar ends showing every unit written
+        show_units(refresh=True)
     finally:
         bar.close()

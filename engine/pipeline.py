@@ -35,6 +35,7 @@ class SweepStats:
     """
 
     units_written: int = 0
+    examples_written: int = 0  # rows of the units written by this run (0: the store was already complete)
     writer_idle_fraction: float = 1.0
     append_wait_s: float = 0.0
 
@@ -114,6 +115,7 @@ def _run(model: nn.Module, dataset: Dataset, writer: StoreWriter, plan: SweepPla
         failure = err
     if stats is not None:
         stats.units_written = writer.units_written
+        stats.examples_written = 0 if failure else sum(b - a for a, b in map(writer.unit_range, writer.todo))
         stats.writer_idle_fraction = writer.idle_fraction
         stats.append_wait_s = writer.append_wait_s
     return failure

@@ -148,12 +148,28 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
+def _as_chosen(spec: Mapping[str, Any], compare_layers: bool) -> dict[str, Any]:
+    """A spec dict in the user's terms: one ``methods`` list as given, and layer names only where
+    layer methods use them (layer shapes and ``config.layers`` follow from the model and the methods)."""
+    view = {k: v for k, v in spec.items() if k not in (*_NOT_FINGERPRINTED, "layers", "layer_methods")}
+    view["methods"] = [*spec.get("methods", ()), *spec.get("layer_methods", ())]
+    view["config"] = {k: v for k, v in dict(spec.get("config") or {}).items() if k != "layers"}
+    if compare_layers:
+        view["layers"] = [layer["name"] for layer in spec.get("layers", ())]
+    return view
+
+
 def spec_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """``"key: old -> new"`` lines for every fingerprinted field that differs (config keys dotted)."""
+    """``"key: old -> new"`` lines for what the user changed (config keys dotted).
+
+    A consequence of another change is not listed again: dropping every layer method empties the
+    layers, which is the ``methods`` change alone.
+    """
+    compare_layers = bool(old.get("layer_methods")) and bool(new.get("layer_methods"))
     flat_old: dict[str, Any] = {}
     flat_new: dict[str, Any] = {}
-    _flatten({k: v for k, v in old.items() if k not in _NOT_FINGERPRINTED}, "", flat_old)
-    _flatten({k: v for k, v in new.items() if k not in _NOT_FINGERPRINTED}, "", flat_new)
+    _flatten(_as_chosen(old, compare_layers), "", flat_old)
+    _flatten(_as_chosen(new, compare_layers), "", flat_new)
     missing = object()
     lines = []
     for key in sorted(flat_old.keys() | flat_new.keys()):
