@@ -81,10 +81,10 @@ def run_demo(out: str | Path = "demo_out", *, n: int = 256, progress: bool = Tru
                 smoothgrad_samples=DEMO_SAMPLES, ig_steps=DEMO_SAMPLES, progress=progress, overwrite=overwrite,
                 model_name="shapesnet", dataset_name="shapes",
                 extra={"class_names": list(ShapesDataset.classes), "train_accuracy": info.accuracy})
+    rows = localization_of(run)
+    (out / "localization.json").write_text(json.dumps(rows, indent=2))  # the report's localization table
     if not finished:
         report = render_report(store, out / "report")
-    rows = localization_of(run)
-    (out / "localization.json").write_text(json.dumps(rows, indent=2))
     seconds = time.perf_counter() - start
     print(
         f"model      shapesnet, held-out accuracy {info.accuracy:.1%} "

@@ -44,11 +44,26 @@ def channel_mean_heatmap(
     return ax.figure
 
 
+def _varying(stats: np.ndarray, stat_names: Sequence[str]) -> list[int]:
+    """Columns of ``stats [n, C, S]`` that take more than one finite value (a ReLU layer's min is all 0)."""
+    keep = []
+    for s in range(len(stat_names)):
+        values = stats[..., s][np.isfinite(stats[..., s])]
+        if values.size and values.min() < values.max():
+            keep.append(s)
+    return keep or list(range(len(stat_names)))
+
+
 def stat_histograms(stats: np.ndarray, stat_names: Sequence[str], *, fig: FigureLike | None = None) -> FigureLike:
-    """One histogram per statistic of ``stats [n, C, S]`` over all (example, channel) pairs."""
-    fig = figure_or_new(fig, 2.2 * len(stat_names), 2.4)
-    axes = fig.subplots(1, len(stat_names), squeeze=False)[0]
-    for s, (ax, name) in enumerate(zip(axes, stat_names, strict=True)):
+    """One histogram per statistic of ``stats [n, C, S]`` over all (example, channel) pairs.
+
+    A statistic that is one value over the whole layer is named in the title instead of drawn as a spike.
+    """
+    shown = _varying(stats, stat_names)
+    fig = figure_or_new(fig, 2.2 * len(shown), 2.4)
+    axes = fig.subplots(1, len(shown), squeeze=False)[0]
+    for ax, s in zip(axes, shown, strict=True):
+        name = stat_names[s]
         values = stats[..., s].ravel()
         values = values[np.isfinite(values)]
         ax.hist(values, bins=40, color="tab:blue")
@@ -57,7 +72,10 @@ def stat_histograms(stats: np.ndarray, stat_names: Sequence[str], *, fig: Figure
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("example × channel")
-    fig.suptitle("Distributions of per-example channel statistics", fontsize=10)
+    constant = [f"{stat_names[s]} = {float(np.nanmax(stats[..., s])):.3g}" for s in range(len(stat_names))
+                if s not in shown and np.isfinite(stats[..., s]).any()]
+    left_out = f" ({', '.join(constant)} everywhere, not drawn)" if constant else ""
+    fig.suptitle(f"Distributions of per-example channel statistics{left_out}", fontsize=10)
     return fig
 
 
@@ -89,8 +107,8 @@ def dataset_stats_plot(
     twin.set_ylim(0, 1)
     twin.set_ylabel("fraction > 0", color="tab:red")
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, fontsize=7, loc="upper right", ncols=4)
-    ax.set_title("Dataset statistics per channel", fontsize=10)
+    ax.legend(handles=handles, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=4, frameon=False)
+    ax.set_title("Dataset statistics per channel", fontsize=10, pad=18)  # above the legend, off the data
     return ax.figure
 
 

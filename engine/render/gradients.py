@@ -123,7 +123,7 @@ def attribution_grid(
             overlay(axes[i, j], thumbnails[i], normed[i], signed)
             if not np.any(maps[name][i]):
                 _note_all_zero(axes[i, j])
-        scale = f"\n±{abs(thresholds[0]):.2g}" if shared_scale and n else ""
+        scale = f"\n±{abs(thresholds[0]):.3g}" if shared_scale and n else ""
         axes[0, j].set_title(f"{name}{scale}", fontsize=8)
         bar = fig.colorbar(ScalarMappable(norm, cmap), cax=axes[n, j], orientation="horizontal")
         bar.set_ticks([-1, 0, 1] if signed else [0, 0.5, 1])

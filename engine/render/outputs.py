@@ -76,8 +76,10 @@ def confidence_histogram(
     if correct is None:
         ax.hist(confidence, bins=edges)
     else:
-        ax.hist([confidence[correct], confidence[~correct]], bins=edges, stacked=True, label=["correct", "wrong"])
-        ax.legend(fontsize=8)
+        groups = [(name, confidence[m]) for name, m in (("correct", correct), ("wrong", ~correct)) if m.any()]
+        if groups:
+            ax.hist([v for _, v in groups], bins=edges, stacked=True, label=[name for name, _ in groups])
+            ax.legend(fontsize=8)  # only the categories present: no "wrong" entry when every prediction is right
     ax.set_xlim(0, 1)
     ax.set_xlabel("max softmax probability")
     ax.set_ylabel("examples")
@@ -162,6 +164,7 @@ def top_classes(
         ax_bar.invert_yaxis()
         ax_bar.set_xlim(0, 1)
         ax_bar.tick_params(axis="x", labelsize=7)
+        ax_bar.set_xlabel("probability", fontsize=7)
         if label >= 0:
             ax_bar.set_title(f"label: {class_name(label, class_names)}", fontsize=8)
     fig.suptitle("Top classes per example (true class in green)")

@@ -35,6 +35,10 @@ FEATURE_CHANNELS = 6  # most active channels shown per layer
 FEATURE_TOPK = 8  # examples shown per channel
 TOP_CLASSES = 3
 _LIST_SHOWN = 12  # longer lists in the metadata table are shortened
+# Config keys shown under another name (the demo records its model's accuracy on a held-out split),
+# or not at all because a row of their own shows them (the package version).
+_CONFIG_LABELS = {"train_accuracy": "held-out accuracy"}
+_CONFIG_SHOWN_ELSEWHERE = ("attrstream_version",)
 
 
 @dataclass
@@ -121,7 +125,8 @@ def _gradients_section(
     if layer_maps:
         figures.append((rep.save(attribution_grid(inputs["thumbnail"], layer_maps, **common), "gradients_layers"),
                         "Layer maps (Grad-CAM, gradient × activation) upsampled to the input; layers "
-                        "pooled to 1×1 are left out."))
+                        "pooled to 1×1 are left out. A panel marked \"all zero\" is a Grad-CAM whose weighted "
+                        "sum is negative everywhere (its ReLU leaves nothing)."))
     return Section("Gradients", figures, note="" if figures else "No attribution maps in this store.")
 
 
@@ -156,6 +161,17 @@ def _features_section(rep: _Report, layers: Sequence[str]) -> Section:
     return Section("Features", figures)
 
 
+def _localization_section(run: Run) -> Section | None:
+    rows = reading.localization(run)
+    if not rows:
+        return None
+    table = [{"map": r["method"], "pointing game": r["pointing"], "energy in mask": r["energy"], "chance": r["chance"]}
+             for r in rows]
+    return Section("Localization", note="Maps against the ground-truth object masks: how often the strongest "
+                   "pixel lies on the object, and the share of |map| inside it, beside chance (the mask's area).",
+                   table=table)
+
+
 def _short(value: Any) -> Any:
     if isinstance(value, list) and len(value) > _LIST_SHOWN:
         return [*value[:_LIST_SHOWN], f"… ({len(value)} in all)"]
@@ -166,7 +182,9 @@ def _metadata(run: Run, done: np.ndarray) -> dict[str, Any]:
     spec, meta = run.spec, run.meta
     units = run.units_done
     rows: dict[str, Any] = {"store": str(run.path)}
-    rows.update({k: _short(v) for k, v in meta.get("config", {}).items()})
+    for key, value in meta.get("config", {}).items():
+        if key not in _CONFIG_SHOWN_ELSEWHERE:
+            rows[_CONFIG_LABELS.get(key, key)] = f"{value:.1%}" if key in _CONFIG_LABELS else _short(value)
     rows.update({
         "examples": spec.n,
         "progress": f"{int(units.sum())}/{len(units)} units done, {len(done)} examples usable, "
@@ -218,5 +236,7 @@ def render_report(
         _gradients_section(rep, methods, layers, outlier_perc, shared_scale),
         _activations_section(rep, stat_layers),
         _features_section(rep, stat_layers),
+        _localization_section(run),
     ]
+    sections = [section for section in sections if section is not None]
     return write_index(out / "index.html", f"attrstream report: {run.path.name}", _metadata(run, done), sections)
