@@ -23,7 +23,7 @@ import zarr
 from attrstream.engine.errors import StoreError
 from attrstream.engine.store.layout import compressors_for
 from attrstream.engine.store.location import StoreLocation, locate, open_group
-from attrstream.engine.store.meta import REPAIR_HINT, read_done, read_ready_meta
+from attrstream.engine.store.meta import read_done, read_ready_meta
 from attrstream.engine.store.spec import RunSpec
 from attrstream.engine.store.verify import describe_damage, missing_objects, read_checked
 from attrstream.kernels.names import STAT_NAMES
@@ -100,9 +100,10 @@ def finalize_store(path: str | os.PathLike | StoreLocation) -> None:
         missing = missing_objects(root, group, spec, range(len(done)))
         if missing:
             raise StoreError(
-                f"Expected every object of the units of {root} before pooling dataset_stats, got missing ones in "
-                f"{describe_damage(missing)}: statistics are never pooled over missing examples; "
-                f"{REPAIR_HINT.format(store=root)} (a plain rerun recomputes units with missing objects)."
+                f"Expected every object of every unit of {root} before pooling dataset_stats, got missing objects in "
+                f"{describe_damage(missing)}; dataset_stats are never pooled over missing examples: rerun the same "
+                f"sweep to recompute these units (`attrstream verify {root}` lists all damage, and --repair also "
+                "recomputes corrupted objects)."
             )
         skipped = read_checked(root, group["inputs/skipped"], spec, slice(None))
         if "stats" in spec.layer_methods:

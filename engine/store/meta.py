@@ -27,17 +27,22 @@ def looks_like_store(location: StoreLocation) -> bool:
     )
 
 
+def load_root_doc(location: StoreLocation) -> Any:
+    """The parsed root ``zarr.json``, None when absent (OSError or ValueError when unreadable)."""
+    raw = location.read(ROOT_META)
+    return None if raw is None else json.loads(raw)
+
+
 def read_root_meta(location: StoreLocation) -> dict[str, Any] | None:
     """``attributes["attrstream"]`` of the store at ``location``; None when there is no root group."""
     try:
-        raw = location.read(ROOT_META)
-        doc = None if raw is None else json.loads(raw)
+        doc = load_root_doc(location)
     except (OSError, ValueError) as err:
         raise StoreError(
             f"Expected readable root metadata {location}/{ROOT_META}, got an unreadable file ({err}); "
             f"{ROOT_REPAIR_HINT}."
         ) from None
-    if raw is None:
+    if doc is None:
         return None
     meta = doc.get("attributes", {}).get("attrstream") if isinstance(doc, dict) else None
     if not isinstance(meta, dict):

@@ -26,6 +26,7 @@ from attrstream.engine.store.meta import (
     REPAIR_HINT,
     ROOT_META,
     decode_failure,
+    load_root_doc,
     looks_like_store,
     read_root_meta,
     scan_done,
@@ -168,12 +169,15 @@ def read_checked(location: StoreLocation, array: zarr.Array, spec: RunSpec, rows
 
 def _root_damage(location: StoreLocation) -> tuple[dict | None, Damage | None]:
     try:
-        meta = read_root_meta(location)
-    except StoreError as err:
-        return None, Damage(ROOT_META, reason=f"root metadata unreadable: {err}")
-    if meta is None:
-        return None, Damage(ROOT_META, reason=f"root metadata {location}/{ROOT_META} missing")
-    return meta, None
+        doc = load_root_doc(location)
+    except (OSError, ValueError) as err:
+        return None, Damage(ROOT_META, reason=f"root metadata unreadable ({err})")
+    if doc is None:
+        return None, Damage(ROOT_META, reason="root metadata missing")
+    try:
+        return read_root_meta(location), None
+    except StoreError:
+        return None, Damage(ROOT_META, reason="root metadata without the attrstream attributes")
 
 
 def _marker_damage(location: StoreLocation, group: zarr.Group, spec: RunSpec,
