@@ -1,13 +1,19 @@
-"""A small real sweep through the CLI's own code, damage to one object of a store, and store equality."""
+"""A small real sweep through the CLI's own code, damage to one object of a store, and store equality.
+
+The fixtures ``swept_store`` (written once per module) and ``store_copy`` (a fresh copy to damage)
+are brought into scope by the conftest of each test folder that uses them.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import zarr
 
 from attrstream.engine.cli import build_parser
@@ -31,6 +37,22 @@ def sweep_cli(out: Path, *extra: str) -> None:
     """``attrstream sweep`` in this process: the CLI's parser and command, without its error printing."""
     args = build_parser().parse_args(["sweep", *SWEEP, "--out", str(out), *extra])
     args.func(args)
+
+
+@pytest.fixture(scope="module")
+def swept_store(tmp_path_factory) -> Path:
+    """A store written once per test module by the sweep above, never damaged."""
+    path = tmp_path_factory.mktemp("reference") / "run.zarr"
+    sweep_cli(path)
+    return path
+
+
+@pytest.fixture
+def store_copy(swept_store, tmp_path) -> Path:
+    """A fresh copy of the reference store, for a test to damage."""
+    path = tmp_path / "run.zarr"
+    shutil.copytree(swept_store, path)
+    return path
 
 
 def attrstream(*args: str) -> subprocess.CompletedProcess:
