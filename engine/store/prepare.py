@@ -105,6 +105,7 @@ def _done_units(root: StoreLocation, group: zarr.Group, spec: RunSpec, repair: V
     damage += missing_objects(root, group, spec, np.flatnonzero(done))
     if repair is not None:
         damage += [d for d in repair.damaged if d.unit is not None]
+    damage = list(dict.fromkeys(damage))  # repair's report repeats what the listing finds
     redo = sorted({d.unit for d in damage})
     if not redo:
         return done
