@@ -49,6 +49,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from attrstream.engine.store.verify import verify_store
+
+    report = verify_store(args.store, progress=not args.no_progress and sys.stderr.isatty())
+    for line in report.lines():
+        print(line)
+    return 0 if report.intact else 1
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
     from attrstream.engine.render import render_report
 
@@ -96,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a store: config, progress, arrays", formatter_class=_HelpFormatter)
     p.add_argument("store", help="the store to describe (a path or URL)")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("verify", help="read every done unit of a store and check its checksums "
+                       "(exit 0 intact, 1 damaged, 2 not a store)", formatter_class=_HelpFormatter)
+    p.add_argument("store", help="the store to check (a path or URL)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("render", help="render a store's figures and index.html", formatter_class=_HelpFormatter)
     p.add_argument("store", help="the store to render (a path or URL)")

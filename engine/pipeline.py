@@ -24,6 +24,8 @@ from attrstream.engine.loop import run_units
 from attrstream.engine.plan import SweepPlan, plan_sweep
 from attrstream.engine.store import Run, RunSpec, StoreWriter, finalize_store, open_run, open_writer
 from attrstream.engine.store.location import StoreLocation, locate
+from attrstream.engine.store.meta import looks_like_store
+from attrstream.engine.store.verify import VerifyReport, verify_store
 
 
 @dataclass
@@ -70,7 +72,8 @@ def _prepare(model: nn.Module, dataset: Dataset, out, cfg: SweepConfig,
     device = torch.device(f"cuda:{ctx.local_rank}" if cfg.device == "cuda" and ctx.world > 1 else cfg.device)
     plan = plan_sweep(model, dataset, cfg, device, announce=ctx.is_main)
     location = locate(out)
-    writer = _open_writer(ctx, location, plan.spec, cfg.overwrite)
+    report = _verify_for_repair(location, cfg) if ctx.is_main else None
+    writer = _open_writer(ctx, location, plan.spec, cfg.overwrite, report)
     if ctx.is_main and writer.units_done_before:
         left = sum(stop - start for start, stop in map(writer.unit_range, writer.todo))
         print(f"attrstream: resuming {location}: {writer.units_done_before} of {plan.spec.n_units()} units already "
@@ -78,7 +81,18 @@ def _prepare(model: nn.Module, dataset: Dataset, out, cfg: SweepConfig,
     return location, plan, writer
 
 
-def _open_writer(ctx: RankContext, location: StoreLocation, spec: RunSpec, overwrite: bool) -> StoreWriter:
+def _verify_for_repair(location: StoreLocation, cfg: SweepConfig) -> VerifyReport | None:
+    """With ``repair``, the full verify of an existing store (its damage is printed, then recomputed)."""
+    if not cfg.repair or cfg.overwrite or not looks_like_store(location):
+        return None
+    report = verify_store(location, progress=cfg.progress and sys.stderr.isatty())
+    for damage in report.damaged:
+        print(f"attrstream: {damage}", file=sys.stderr)
+    return report
+
+
+def _open_writer(ctx: RankContext, location: StoreLocation, spec: RunSpec, overwrite: bool,
+                 repair: VerifyReport | None) -> StoreWriter:
     """Rank 0 prepares the layout and opens its writer first; then every other rank joins.
 
     An error on rank 0 (another configuration, a locked store) reaches every rank as the same
@@ -89,7 +103,7 @@ def _open_writer(ctx: RankContext, location: StoreLocation, spec: RunSpec, overw
     result: tuple[str, Any] = ("ok", None)
     if ctx.is_main:
         try:
-            writer = open_writer(location, spec, overwrite=overwrite, lock_name=lock_name, share=share)
+            writer = open_writer(location, spec, overwrite=overwrite, lock_name=lock_name, share=share, repair=repair)
         except USER_ERRORS as err:
             result = ("error", (type(err), str(err)))
     status, value = ctx.broadcast(result)

@@ -46,7 +46,7 @@ def done_examples(run: Run) -> np.ndarray:
     done = np.concatenate(ids) if ids else np.empty(0, np.int64)
     if done.size == 0:
         raise StoreError(f"Expected a store with at least one finished unit, got none ({run.path}).")
-    skipped = np.asarray(run.group["inputs/skipped"][:])[done]
+    skipped = run.read("inputs/skipped")[done]
     return done[skipped == 0]
 
 
@@ -72,7 +72,7 @@ def even_subsample(done: np.ndarray, rows: int = HEATMAP_ROWS) -> np.ndarray:
 
 def column(run: Run, path: str, ids: np.ndarray) -> np.ndarray:
     """One 1-D per-example array of the layout at ``ids`` (read whole: O(N) scalars)."""
-    return np.asarray(run.group[path][:])[ids]
+    return run.read(path)[ids]
 
 
 def done_blocks(run: Run, done: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:

@@ -21,6 +21,9 @@ _LAZY = {
     "SCHEMA_VERSION": "spec",
     "LayerSpec": "spec",
     "RunSpec": "spec",
+    "Damage": "verify",
+    "VerifyReport": "verify",
+    "verify_store": "verify",
 }
 
 __all__ = sorted(_LAZY)

@@ -25,6 +25,7 @@ from attrstream.engine.store.layout import compressors_for
 from attrstream.engine.store.location import StoreLocation, locate, open_group
 from attrstream.engine.store.meta import read_done, read_ready_meta
 from attrstream.engine.store.spec import RunSpec
+from attrstream.engine.store.verify import describe_damage, missing_objects, read_checked
 from attrstream.kernels.names import STAT_NAMES
 
 
@@ -70,13 +71,13 @@ class StatsPool:
         return out
 
 
-def pool_layer(group: zarr.Group, spec: RunSpec, layer: str, skipped: np.ndarray) -> StatsPool:
+def pool_layer(location: StoreLocation, group: zarr.Group, spec: RunSpec, layer: str, skipped: np.ndarray) -> StatsPool:
     """Pool ``layers/<layer>/stats`` unit by unit, leaving out skipped examples."""
     stats = group[f"layers/{layer}/stats"]
     pool = StatsPool(stats.shape[1])
-    for lo in range(0, spec.n, spec.unit):
-        hi = min(lo + spec.unit, spec.n)
-        pool.add(stats[lo:hi][skipped[lo:hi] == 0])
+    for u in range(spec.n_units()):
+        lo, hi = spec.unit_range(u)
+        pool.add(read_checked(location, stats, spec, slice(lo, hi))[skipped[lo:hi] == 0])
     return pool
 
 
@@ -89,17 +90,25 @@ def finalize_store(path: str | os.PathLike | StoreLocation) -> None:
     lock.acquire()
     try:
         group = open_group(root, "r+", use_consolidated=False)
-        done = read_done(group)
+        done = read_done(group, root)
         if not done.all():
             missing = np.flatnonzero(~done)
             raise StoreError(
                 f"Expected every unit of {root} written before finalize, got {len(missing)} of {len(done)} "
                 f"missing (units {missing[:10].tolist()}{'...' if len(missing) > 10 else ''}); rerun the sweep to resume."
             )
-        skipped = np.asarray(group["inputs/skipped"][:])
+        missing = missing_objects(root, group, spec, range(len(done)))
+        if missing:
+            raise StoreError(
+                f"Expected every object of every unit of {root} before pooling dataset_stats, got missing objects in "
+                f"{describe_damage(missing)}; dataset_stats are never pooled over missing examples: rerun the same "
+                f"sweep to recompute these units (`attrstream verify {root}` lists all damage, and --repair also "
+                "recomputes corrupted objects)."
+            )
+        skipped = read_checked(root, group["inputs/skipped"], spec, slice(None))
         if "stats" in spec.layer_methods:
             for layer in spec.layers:
-                pool = pool_layer(group, spec, layer.name, skipped)
+                pool = pool_layer(root, group, spec, layer.name, skipped)
                 out = group.create_array(
                     f"layers/{layer.name}/dataset_stats", shape=(layer.channels, len(STAT_NAMES)), dtype="float64",
                     compressors=compressors_for(spec, np.dtype("float64")), dimension_names=("channel", "stat"),

@@ -6,10 +6,13 @@ import json
 import os
 import warnings
 
+import numpy as np
 import zarr
 
 from attrstream.engine.store.location import StoreLocation
-from attrstream.engine.store.reader import open_run
+from attrstream.engine.store.meta import REPAIR_HINT
+from attrstream.engine.store.reader import Run, open_run
+from attrstream.engine.store.verify import describe_damage, missing_objects
 
 
 def _size(nbytes: int) -> str:
@@ -34,6 +37,7 @@ def describe_store(path: str | os.PathLike | StoreLocation) -> str:
         f"layers    {', '.join(run.layers) or '-'}  ({', '.join(spec.layer_methods) or '-'})",
         f"progress  {int(done.sum())}/{len(done)} units done"
         + ("  finalized " + meta["finalized"] if "finalized" in meta else ""),
+        *_missing_line(run),
         f"fingerprint {meta.get('fingerprint')}",
         f"config    {json.dumps(spec.config, sort_keys=True)}",
         "",
@@ -48,6 +52,14 @@ def describe_store(path: str | os.PathLike | StoreLocation) -> str:
     for row in [header, *rows]:
         lines.append("  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
     return "\n".join(lines)
+
+
+def _missing_line(run: Run) -> list[str]:
+    """A ``damaged`` line when objects of done units are missing (a listing; ``verify`` reads them all)."""
+    missing = missing_objects(run.path, run.group, run.spec, np.flatnonzero(run.units_done))
+    if not missing:
+        return []
+    return [f"damaged   objects missing in {describe_damage(missing)}; {REPAIR_HINT.format(store=run.path)}"]
 
 
 def _all_arrays(group: zarr.Group) -> list[tuple[str, zarr.Array]]:

@@ -10,6 +10,7 @@ is still written whole or recomputed, and there are no temp files to clean.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import warnings
@@ -60,6 +61,22 @@ class LocalLocation:
 
     def children(self) -> list[str]:
         return sorted(p.name for p in self.path.iterdir())
+
+    def object_sizes(self, prefix: str) -> dict[str, int]:
+        """Size in bytes of every object at or under ``prefix``, keyed relative to the root (a listing, no reads)."""
+        top = self.path / prefix
+        if top.is_file():
+            return {prefix: top.stat().st_size}
+        out = {}
+        for folder, _, files in os.walk(top):
+            for name in files:
+                file = Path(folder, name)
+                out[file.relative_to(self.path).as_posix()] = file.stat().st_size
+        return out
+
+    def delete(self, key: str) -> None:
+        """Remove the object ``key`` under the root, if present."""
+        (self.path / key).unlink(missing_ok=True)
 
     def make_dir(self) -> None:
         try:
@@ -159,6 +176,15 @@ class UrlLocation:
 
     def children(self) -> list[str]:
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self._fs.ls(self._root, detail=False))
+
+    def object_sizes(self, prefix: str) -> dict[str, int]:
+        top = f"{self._root}/{prefix}"
+        found = self._fs.find(top, detail=True)
+        return {name[len(self._root) + 1:]: info["size"] if info else self._fs.size(name) for name, info in found.items()}
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._fs.rm_file(f"{self._root}/{key}")
 
     def make_dir(self) -> None:
         probe = f"{self._root}/.write-probe"

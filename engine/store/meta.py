@@ -14,15 +14,35 @@ import zarr
 from attrstream.engine.errors import StoreError
 from attrstream.engine.store.location import StoreLocation
 
+ROOT_META = "zarr.json"
+DONE_PATH = "progress/unit_done"
+REPAIR_HINT = "run `attrstream verify {store}` to list the damage, and rerun the sweep with --repair to recompute it"
+ROOT_REPAIR_HINT = "if it is an attrstream store, rerun the same sweep with --repair to rewrite it"
+
+
+def looks_like_store(location: StoreLocation) -> bool:
+    """Whether ``location`` holds an attrstream layout, even one whose root metadata is lost."""
+    return location.kind() == "dir" and bool(
+        location.read(ROOT_META) is not None or location.object_sizes(f"{DONE_PATH}/{ROOT_META}")
+    )
+
+
+def load_root_doc(location: StoreLocation) -> Any:
+    """The parsed root ``zarr.json``, None when absent (OSError or ValueError when unreadable)."""
+    raw = location.read(ROOT_META)
+    return None if raw is None else json.loads(raw)
+
 
 def read_root_meta(location: StoreLocation) -> dict[str, Any] | None:
     """``attributes["attrstream"]`` of the store at ``location``; None when there is no root group."""
     try:
-        raw = location.read("zarr.json")
-        doc = None if raw is None else json.loads(raw)
+        doc = load_root_doc(location)
     except (OSError, ValueError) as err:
-        raise StoreError(f"Expected an attrstream store at {location}, but its zarr.json is unreadable: {err}") from None
-    if raw is None:
+        raise StoreError(
+            f"Expected readable root metadata {location}/{ROOT_META}, got an unreadable file ({err}); "
+            f"{ROOT_REPAIR_HINT}."
+        ) from None
+    if doc is None:
         return None
     meta = doc.get("attributes", {}).get("attrstream") if isinstance(doc, dict) else None
     if not isinstance(meta, dict):
@@ -36,11 +56,43 @@ def read_root_meta(location: StoreLocation) -> dict[str, Any] | None:
 def read_ready_meta(location: StoreLocation) -> dict[str, Any]:
     """The root metadata of a store whose layout is complete, else a :class:`StoreError`."""
     meta = read_root_meta(location) if location.kind() == "dir" else None
+    if meta is None and looks_like_store(location):
+        raise StoreError(f"Expected root metadata {location}/{ROOT_META}, found none; {ROOT_REPAIR_HINT}.")
     if meta is None or meta.get("layout") != "ready":
         raise StoreError(f"Expected an attrstream store at {location}, found none.")
     return meta
 
 
-def read_done(group: zarr.Group) -> np.ndarray:
-    """``progress/unit_done`` as a bool array."""
-    return np.asarray(group["progress/unit_done"][:]).astype(bool)
+def decode_failure(err: ValueError) -> str:
+    """What a failed zarr read of stored bytes means, in a few words."""
+    return "checksum mismatch (crc32c)" if "checksum" in str(err) else f"undecodable ({err})"
+
+
+def scan_done(group: zarr.Group) -> tuple[np.ndarray, dict[int, str]]:
+    """``progress/unit_done`` as bools, and the units whose marker is unreadable (read as not done).
+
+    One read of the whole array; only when that fails is each unit's chunk read on its own.
+    """
+    markers = group[DONE_PATH]
+    try:
+        return np.asarray(markers[:]).astype(bool), {}
+    except ValueError:  # a chunk fails its checksum
+        pass
+    done, damaged = np.zeros(markers.shape[0], dtype=bool), {}
+    for u in range(len(done)):
+        try:
+            done[u] = bool(markers[u])
+        except ValueError as err:
+            damaged[u] = decode_failure(err)
+    return done, damaged
+
+
+def read_done(group: zarr.Group, location: StoreLocation) -> np.ndarray:
+    """``progress/unit_done`` as a bool array; a damaged marker is a :class:`StoreError` naming its units."""
+    done, damaged = scan_done(group)
+    if damaged:
+        raise StoreError(
+            f"Expected readable unit markers in {location}/{DONE_PATH}, got damaged ones for units "
+            f"{sorted(damaged)}: {REPAIR_HINT.format(store=location)}."
+        )
+    return done

@@ -9,15 +9,20 @@ checks the target, takes the writer lock, prepares the layout and hands lock and
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+import zarr
+
 from attrstream.engine.errors import FingerprintMismatchError, StoreError, StoreLockedError
-from attrstream.engine.store.layout import create_layout
+from attrstream.engine.store.layout import array_specs, create_layout, run_metadata
 from attrstream.engine.store.location import NoLock, StoreLocation, locate, open_group
 from attrstream.engine.store.lock import LOCK_SUFFIX, WriterLock
-from attrstream.engine.store.meta import read_done, read_root_meta
+from attrstream.engine.store.meta import DONE_PATH, ROOT_META, looks_like_store, read_root_meta, scan_done
 from attrstream.engine.store.spec import RunSpec, spec_differences
+from attrstream.engine.store.verify import Damage, VerifyReport, describe_damage, missing_objects, shard_key
 from attrstream.engine.store.writer import StoreWriter
 
 
@@ -26,6 +31,11 @@ def _check_target(location: StoreLocation) -> dict[str, Any] | None:
     if kind == "file":
         raise StoreError(f"Expected a directory for the store at {location}, got a file.")
     meta = read_root_meta(location) if kind == "dir" else None
+    if meta is None and looks_like_store(location):
+        raise StoreError(
+            f"Expected root metadata {location}/{ROOT_META}, found none although the store's arrays are there; "
+            "rerun the same sweep with --repair to rewrite it."
+        )
     if meta is None and kind == "dir":
         foreign = [name for name in location.children() if not name.endswith(LOCK_SUFFIX)]
         if foreign:
@@ -65,6 +75,52 @@ def _prepare_layout(root: StoreLocation, meta: dict[str, Any] | None, spec: RunS
     return open_group(root, "r+", use_consolidated=False)
 
 
+def _rewrite_root_meta(root: StoreLocation, spec: RunSpec) -> None:
+    """Write lost root metadata anew from ``spec``, once every array of the layout is found as ``spec`` has it."""
+    store = root.store()
+    for arr in array_specs(spec):
+        try:
+            found = zarr.open_array(store, path=arr.path, mode="r", zarr_format=3)
+        except (FileNotFoundError, KeyError, ValueError) as err:
+            raise StoreError(f"Expected the array {arr.path} in {root} to rewrite its root metadata, got: {err}.") from None
+        if found.shape != arr.shape or (arr.dtype != "str" and found.dtype != np.dtype(arr.dtype)):
+            raise StoreError(
+                f"Expected {arr.path} of shape {arr.shape} and dtype {arr.dtype} (this sweep's configuration) to "
+                f"rewrite the root metadata of {root}, got {found.shape} {found.dtype}: the store was written by "
+                "another configuration. Pass --overwrite to start over."
+            )
+    root.delete(ROOT_META)
+    open_group(root, "a", attributes={"attrstream": {**run_metadata(spec), "layout": "ready"}})
+
+
+def _done_units(root: StoreLocation, group: zarr.Group, spec: RunSpec, repair: VerifyReport | None) -> np.ndarray:
+    """The units marked done and whole, resetting the others so that they are computed again.
+
+    A unit is not whole when a shard object is missing or empty (one listing per array), its marker
+    is unreadable, or ``repair`` found it damaged; its damaged shard objects are deleted, its
+    marker reset, and one warning names them all.
+    """
+    done, unreadable = scan_done(group)
+    damage = [Damage(DONE_PATH, u, spec.unit_range(u), f"done marker {why}") for u, why in unreadable.items()]
+    damage += missing_objects(root, group, spec, np.flatnonzero(done))
+    if repair is not None:
+        damage += [d for d in repair.damaged if d.unit is not None]
+    damage = list(dict.fromkeys(damage))  # repair's report repeats what the listing finds
+    redo = sorted({d.unit for d in damage})
+    if not redo:
+        return done
+    for d in damage:
+        if d.array != DONE_PATH:
+            root.delete(shard_key(group[d.array], d.unit))
+    markers = group[DONE_PATH]
+    for u in redo:
+        markers[u] = 0
+        done[u] = False
+    warnings.warn(f"{root}: recomputing {len(redo)} unit(s) whose objects are missing or damaged: "
+                  f"{describe_damage(damage)}", stacklevel=3)
+    return done
+
+
 def open_writer(
     target: str | os.PathLike | StoreLocation,
     spec: RunSpec,
@@ -75,6 +131,7 @@ def open_writer(
     share: tuple[int, int] = (0, 1),
     units: Sequence[int] | None = None,
     on_unit_done: Callable[[int], None] | None = None,
+    repair: VerifyReport | None = None,
 ) -> StoreWriter:
     """A running :class:`StoreWriter` for the units of ``spec`` not yet done.
 
@@ -82,8 +139,20 @@ def open_writer(
     layout; ``prepare=False`` joins a layout another process prepared. ``share=(rank, world)``
     gives this writer every ``world``-th unit still to do, starting at ``rank``; ``units``
     restricts it further to the listed units.
+
+    Before it skips a unit marked done, a preparing writer checks by listing that the unit's
+    objects exist, and recomputes the units whose objects are missing. ``repair`` (the report of
+    :func:`~attrstream.engine.store.verify.verify_store`) adds every unit it found damaged, and
+    rewrites lost root metadata from ``spec``.
     """
     root = locate(target)
+    if repair is not None and repair.root_damaged and prepare and not overwrite:
+        lock = root.lock(lock_name)
+        lock.acquire()
+        try:
+            _rewrite_root_meta(root, spec)
+        finally:
+            lock.release()
     meta = _check_target(root)
     if meta is not None and not overwrite and meta.get("layout") == "ready":
         _check_fingerprint(root, meta, spec)
@@ -95,7 +164,7 @@ def open_writer(
     lock.acquire()
     try:
         group = _prepare_layout(root, meta, spec, overwrite, lock) if prepare else open_group(root, "r+", use_consolidated=False)
-        done = read_done(group)
+        done = _done_units(root, group, spec, None if overwrite else repair) if prepare else scan_done(group)[0]
         wanted = range(spec.n_units()) if units is None else sorted(set(int(u) for u in units))
         bad = [u for u in wanted if not 0 <= u < spec.n_units()]
         if bad:

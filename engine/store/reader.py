@@ -14,9 +14,11 @@ import numpy as np
 import zarr
 
 from attrstream.engine.errors import StoreError, close_matches
+from attrstream.engine.store.layout import example_arrays
 from attrstream.engine.store.location import StoreLocation, locate, open_group
-from attrstream.engine.store.meta import read_done, read_ready_meta
+from attrstream.engine.store.meta import REPAIR_HINT, decode_failure, read_done, read_ready_meta
 from attrstream.engine.store.spec import RunSpec
+from attrstream.engine.store.verify import VerifyReport, read_checked, verify_store
 
 if TYPE_CHECKING:
     import xarray
@@ -35,6 +37,7 @@ class Run:
         self.n = self.spec.n
         self.methods = self.spec.methods
         self.layers = tuple(layer.name for layer in self.spec.layers)
+        self._done: np.ndarray | None = None  # units done when first read: whose objects must exist
 
     def __repr__(self) -> str:
         done = self.units_done
@@ -42,11 +45,15 @@ class Run:
 
     @property
     def units_done(self) -> np.ndarray:
-        return read_done(self.group)
+        return read_done(self.group, self.path)
 
     @property
     def complete(self) -> bool:
         return bool(self.units_done.all())
+
+    def verify(self, *, progress: bool | None = None) -> VerifyReport:
+        """Read every object of every done unit and check its checksums (see :func:`verify_store`)."""
+        return verify_store(self.path, progress=progress)
 
     # -- selection ---------------------------------------------------------------------------
 
@@ -61,14 +68,26 @@ class Run:
             ) from None
 
     def _rows(self, array: zarr.Array, examples: Examples) -> np.ndarray:
+        if self._done is None:
+            self._done = self.units_done
         if isinstance(examples, slice):
-            return np.asarray(array[examples])
+            return read_checked(self.path, array, self.spec, examples, self._done)
         idx = np.atleast_1d(np.asarray(examples))
         if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
             raise StoreError(f"Expected examples as a slice or 1-d integers, got {np.asarray(examples)!r}.")
         if idx.size and (idx.min() < -self.n or idx.max() >= self.n):
             raise StoreError(f"Expected example indices in [-{self.n}, {self.n}), got {idx.min()}..{idx.max()}.")
-        return np.asarray(array.get_orthogonal_selection((np.where(idx < 0, idx + self.n, idx),)))
+        return read_checked(self.path, array, self.spec, np.where(idx < 0, idx + self.n, idx), self._done)
+
+    def _whole(self, path: str) -> np.ndarray:
+        """A small array without an example axis (coordinates, dataset_stats), read whole."""
+        try:
+            return np.asarray(self.group[path][:])
+        except ValueError as err:
+            raise StoreError(
+                f"Expected intact data in {path} of {self.path}, got {decode_failure(err)}; "
+                f"{REPAIR_HINT.format(store=self.path)}."
+            ) from None
 
     def _map(self, path: str, what: str, choices: Sequence[str], examples: Examples) -> np.ndarray:
         stored = self._rows(self._array(path, what, choices), examples)
@@ -107,7 +126,8 @@ class Run:
     def stat_names(self, layer: str) -> tuple[str, ...]:
         """The ``stat`` coordinate of a layer: the names of the statistics' columns, as stored."""
         path = self._layer_path(layer, "stat")
-        return tuple(str(v) for v in self._array(path, "layer method", self.spec.layer_methods)[:])
+        self._array(path, "layer method", self.spec.layer_methods)
+        return tuple(str(v) for v in self._whole(path))
 
     def grad_x_act(self, layer: str, examples: Examples = slice(None)) -> np.ndarray:
         """float32 ``[n, h, w]`` layer gradient × activation map."""
@@ -122,11 +142,20 @@ class Run:
         path = self._layer_path(layer, "dataset_stats")
         if path not in self.group:
             raise StoreError(f"Expected a finalized store with {path}, got a store that is not finalized.")
-        return np.asarray(self.group[path][:])
+        return self._whole(path)
 
     def _subgroup(self, name: str, examples: Examples) -> dict[str, np.ndarray]:
         group = self.group[name]
         return {key: self._rows(array, examples) for key, array in sorted(group.arrays())}
+
+    def read(self, path: str, examples: Examples = slice(None)) -> np.ndarray:
+        """Rows of any per-example array by its store path (``"outputs/pred"``), as stored."""
+        paths = [a.path for a in example_arrays(self.spec)]
+        if path not in paths:
+            raise StoreError(
+                f"Expected a per-example array of this store ({', '.join(paths)}), got {path!r}.{close_matches(path, paths)}"
+            )
+        return self._rows(self.group[path], examples)
 
     def outputs(self, examples: Examples = slice(None)) -> dict[str, np.ndarray]:
         """``outputs/*`` rows: logits or topk_index/topk_prob, pred, target, score."""

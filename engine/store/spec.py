@@ -117,6 +117,11 @@ class RunSpec:
         """Number of shards along the example axis (the last one may be short)."""
         return math.ceil(self.n / self.unit)
 
+    def unit_range(self, u: int) -> tuple[int, int]:
+        """``[start, stop)`` example indices of unit ``u`` (the last unit may be short)."""
+        start = u * self.unit
+        return start, min(start + self.unit, self.n)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form, stored in the store attributes and read back by :meth:`from_dict`."""
         return json.loads(json.dumps(asdict(self)))

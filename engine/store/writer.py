@@ -103,8 +103,7 @@ class StoreWriter:
 
     def unit_range(self, u: int) -> tuple[int, int]:
         """``[start, stop)`` example indices of unit ``u`` (the last unit may be short)."""
-        start = u * self.spec.unit
-        return start, min(start + self.spec.unit, self.spec.n)
+        return self.spec.unit_range(u)
 
     def append(self, start: int, arrays: Mapping[str, np.ndarray]) -> None:
         """Add rows ``[start, start + len)`` of every per-example array.

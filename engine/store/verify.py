@@ -1,0 +1,242 @@
+"""Integrity of a store: which objects of the done units are missing (a listing) or damaged (a full read).
+
+Zarr reads a missing shard object silently as the fill value, and an empty one the same way, so
+the existence of every done unit's shard objects is checked by listing (:func:`missing_objects`,
+cheap: resume, finalize and ``info`` run it). :func:`verify_store` also reads every shard of
+every done unit, whose crc32c checksums (``Crc32cCodec``, on each inner chunk and on the shard
+index) catch a corrupted or truncated object. It goes one unit at a time, so memory stays bounded
+by one shard whatever the store's size.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+
+from attrstream.engine.errors import StoreError
+from attrstream.engine.store.layout import example_arrays
+from attrstream.engine.store.location import StoreLocation, locate, open_group
+from attrstream.engine.store.meta import (
+    DONE_PATH,
+    REPAIR_HINT,
+    ROOT_META,
+    decode_failure,
+    load_root_doc,
+    looks_like_store,
+    read_root_meta,
+    scan_done,
+)
+from attrstream.engine.store.spec import RunSpec
+
+
+@dataclass(frozen=True)
+class Damage:
+    """One damaged object: the array (or ``zarr.json``), the unit and its examples, and what is wrong."""
+
+    array: str
+    unit: int | None = None
+    examples: tuple[int, int] | None = None  # [start, stop)
+    reason: str = ""
+
+    def __str__(self) -> str:
+        if self.unit is None:
+            return f"damaged {self.array}: {self.reason}"
+        start, stop = self.examples
+        return f"damaged {self.array} unit {self.unit} (examples {start}..{stop - 1}): {self.reason}"
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What :func:`verify_store` found: every damaged object, and how much was checked."""
+
+    store: str
+    units: int
+    units_done: int
+    arrays: int  # per-example arrays checked in every done unit
+    damaged: tuple[Damage, ...]
+
+    @property
+    def intact(self) -> bool:
+        return not self.damaged
+
+    @property
+    def root_damaged(self) -> bool:
+        """The root metadata is missing or unreadable (nothing else could be checked)."""
+        return any(d.array == ROOT_META for d in self.damaged)
+
+    @property
+    def damaged_units(self) -> list[int]:
+        return sorted({d.unit for d in self.damaged if d.unit is not None})
+
+    def summary(self) -> str:
+        checked = f"{self.store}: {self.units_done} of {self.units} units done, {self.arrays} arrays each"
+        if self.intact:
+            return f"{checked}: intact"
+        if self.root_damaged:
+            return f"{self.store}: root metadata damaged, arrays not checked; rerun the same sweep with --repair"
+        units = self.damaged_units
+        return (f"{checked}: {len(self.damaged)} damaged object(s) in {len(units)} unit(s) "
+                f"{format_units(units)}; rerun the same sweep with --repair to recompute them")
+
+    def lines(self) -> list[str]:
+        """One line per damaged object, the summary last (what ``attrstream verify`` prints)."""
+        return [*map(str, self.damaged), self.summary()]
+
+
+def format_units(units: Sequence[int], shown: int = 10) -> str:
+    listed = ", ".join(map(str, units[:shown]))
+    return f"[{listed}{', ...' if len(units) > shown else ''}]"
+
+
+def shard_key(array: zarr.Array, unit: int) -> str:
+    """The store key of unit ``unit``'s shard of a per-example array (shard length = unit)."""
+    return f"{array.path}/{array.metadata.encode_chunk_key((unit,) + (0,) * (array.ndim - 1))}"
+
+
+def _absent(sizes: dict[str, int], key: str) -> str | None:
+    size = sizes.get(key)
+    if size is None:
+        return f"object {key} missing"
+    return f"object {key} empty (0 bytes)" if size == 0 else None
+
+
+def missing_objects(location: StoreLocation, group: zarr.Group, spec: RunSpec, units: Iterable[int]) -> list[Damage]:
+    """Shard objects of ``units`` that are absent or empty: one listing per array, no reads."""
+    units = [int(u) for u in units]
+    if not units:
+        return []
+    found = []
+    for arr in example_arrays(spec):
+        array = group[arr.path]
+        sizes = location.object_sizes(arr.path)
+        for u in units:
+            reason = _absent(sizes, shard_key(array, u))
+            if reason:
+                found.append(Damage(arr.path, u, spec.unit_range(u), reason))
+    return found
+
+
+def describe_damage(damage: Sequence[Damage], shown: int = 3) -> str:
+    """A short one-line account: the units, and the first few damaged objects."""
+    units = sorted({d.unit for d in damage if d.unit is not None})
+    first = "; ".join(f"{d.array} unit {d.unit}: {d.reason}" for d in damage[:shown])
+    return f"units {format_units(units)} ({first}{'; ...' if len(damage) > shown else ''})"
+
+
+def damaged_read_error(location: StoreLocation, array: str, unit: int, examples: tuple[int, int],
+                       reason: str) -> StoreError:
+    """The error a read of a damaged array raises: which array, unit and examples, and what to do."""
+    start, stop = examples
+    return StoreError(
+        f"Expected intact data in {array} of {location}, got a damaged unit {unit} (examples {start}..{stop - 1}): "
+        f"{reason}; {REPAIR_HINT.format(store=location)}."
+    )
+
+
+def read_checked(location: StoreLocation, array: zarr.Array, spec: RunSpec, rows: slice | np.ndarray,
+                 done: np.ndarray | None = None) -> np.ndarray:
+    """``rows`` (a slice, or 1-d non-negative indices) of a per-example array, refusing damage.
+
+    A missing or empty shard object of a unit marked in ``done`` (zarr would read it as the fill
+    value) and an object that fails to decode raise :func:`damaged_read_error` for its unit.
+    """
+    if isinstance(rows, slice):
+        units = np.unique(np.arange(*rows.indices(spec.n)) // spec.unit)
+    else:
+        units = np.unique(rows // spec.unit)
+    for u in units if done is not None else ():
+        if done[u]:
+            key = shard_key(array, int(u))
+            reason = _absent(location.object_sizes(key), key)
+            if reason:
+                raise damaged_read_error(location, array.path, int(u), spec.unit_range(int(u)), reason)
+    try:
+        return np.asarray(array[rows] if isinstance(rows, slice) else array.get_orthogonal_selection((rows,)))
+    except ValueError:  # find the unit that fails
+        for u in map(int, units):
+            start, stop = spec.unit_range(u)
+            try:
+                array[start:stop]
+            except ValueError as err:
+                raise damaged_read_error(location, array.path, u, (start, stop), decode_failure(err)) from None
+        raise
+
+
+def _root_damage(location: StoreLocation) -> tuple[dict | None, Damage | None]:
+    try:
+        doc = load_root_doc(location)
+    except (OSError, ValueError) as err:
+        return None, Damage(ROOT_META, reason=f"root metadata unreadable ({err})")
+    if doc is None:
+        return None, Damage(ROOT_META, reason="root metadata missing")
+    try:
+        return read_root_meta(location), None
+    except StoreError:
+        return None, Damage(ROOT_META, reason="root metadata without the attrstream attributes")
+
+
+def _marker_damage(location: StoreLocation, group: zarr.Group, spec: RunSpec,
+                   finalized: bool) -> tuple[np.ndarray, list[Damage]]:
+    done, unreadable = scan_done(group)
+    damage = [Damage(DONE_PATH, u, spec.unit_range(u), f"done marker {reason}") for u, reason in unreadable.items()]
+    markers = group[DONE_PATH]
+    sizes = location.object_sizes(DONE_PATH)
+    for u in range(spec.n_units()):
+        key = f"{DONE_PATH}/{markers.metadata.encode_chunk_key((u,))}"
+        if u in unreadable:
+            continue
+        if sizes.get(key) == 0:
+            damage.append(Damage(DONE_PATH, u, spec.unit_range(u), f"done marker {key} empty (0 bytes)"))
+        elif finalized and not done[u]:
+            damage.append(Damage(DONE_PATH, u, spec.unit_range(u), "not marked done in a finalized store (marker lost)"))
+    return done, sorted(damage, key=lambda d: d.unit)
+
+
+def _progress_bar(total: int, show: bool | None, desc: str):
+    from tqdm.auto import tqdm
+
+    show = sys.stderr.isatty() if show is None else show
+    return tqdm(total=total, unit="unit", desc=desc, disable=not show, dynamic_ncols=True, file=sys.stderr)
+
+
+def verify_store(path: str | os.PathLike | StoreLocation, *, progress: bool | None = None) -> VerifyReport:
+    """Check the root metadata, the done markers and every object of every done unit.
+
+    Every shard of a done unit must exist, be non-empty and decode with valid checksums. Raises
+    :class:`StoreError` only when ``path`` holds no attrstream store at all; damage is reported.
+    ``progress`` shows a bar on stderr (default: when stderr is a terminal).
+    """
+    location = locate(path)
+    if not looks_like_store(location):
+        raise StoreError(f"Expected an attrstream store at {location}, found none.")
+    meta, root = _root_damage(location)
+    if root is not None:
+        return VerifyReport(str(location), 0, 0, 0, (root,))
+    if meta.get("layout") != "ready":
+        raise StoreError(f"Expected a store whose layout is complete at {location}, got one still being created; "
+                         "rerun the sweep to create it.")
+    spec = RunSpec.from_dict(meta["spec"])
+    group = open_group(location, "r", use_consolidated=False)
+    done, damage = _marker_damage(location, group, spec, finalized="finalized" in meta)
+    arrays = {a.path: group[a.path] for a in example_arrays(spec)}
+    sizes = {path: location.object_sizes(path) for path in arrays}
+    units = np.flatnonzero(done).tolist()
+    with _progress_bar(len(units), progress, f"verify {location.name}") as bar:
+        for u in units:
+            examples = spec.unit_range(u)
+            for path, array in arrays.items():
+                reason = _absent(sizes[path], shard_key(array, u))
+                if reason is None:
+                    try:
+                        array[examples[0]:examples[1]]
+                    except ValueError as err:  # crc32c mismatch, or bytes the codecs cannot decode
+                        reason = decode_failure(err)
+                if reason:
+                    damage.append(Damage(path, u, examples, reason))
+            bar.update(1)
+    return VerifyReport(str(location), spec.n_units(), int(done.sum()), len(arrays), tuple(damage))
