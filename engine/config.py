@@ -87,6 +87,8 @@ class SweepConfig:
                                              parse=int, metavar="B")
     skip_bad_images: bool = option(False, "record unreadable images in inputs/skipped and go on")
     overwrite: bool = option(False, "replace a store written with another configuration")
+    break_lock: bool = option(False, "take over a writer lock left by a job that is gone (e.g. a requeued job's "
+                              "first run on another host)")
     progress: bool = option(True, "hide the progress bar", flag="--no-progress")
     finalize: bool = True
     model_name: str | None = None
@@ -113,7 +115,7 @@ class SweepConfig:
             if len(grid) != 2:
                 raise ConfigError(f"Expected token-grid as (h, w), got {self.token_grid!r}.")
             set_(self, "token_grid", (check_int("token_grid", grid[0], 1), check_int("token_grid", grid[1], 1)))
-        for name in ("autocast", "skip_bad_images", "overwrite", "progress", "finalize"):
+        for name in ("autocast", "skip_bad_images", "overwrite", "break_lock", "progress", "finalize"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"Expected {_flag(name)} to be True or False, got {getattr(self, name)!r}.")
         if not isinstance(self.device, str) or (self.device != "cpu" and not self.device.startswith("cuda")):

@@ -22,7 +22,7 @@ from attrstream.engine.distributed import RankContext, rank_context
 from attrstream.engine.errors import USER_ERRORS, ConfigError, StoreError
 from attrstream.engine.loop import run_units
 from attrstream.engine.plan import SweepPlan, plan_sweep
-from attrstream.engine.store import Run, RunSpec, StoreWriter, finalize_store, open_run, open_writer
+from attrstream.engine.store import Run, StoreWriter, finalize_store, open_run, open_writer
 from attrstream.engine.store.location import StoreLocation, locate
 
 
@@ -69,7 +69,7 @@ def _prepare(model: nn.Module, dataset: Dataset, out, cfg: SweepConfig,
     device = torch.device(f"cuda:{ctx.local_rank}" if cfg.device == "cuda" and ctx.world > 1 else cfg.device)
     plan = plan_sweep(model, dataset, cfg, device, announce=ctx.is_main)
     location = locate(out)
-    writer = _open_writer(ctx, location, plan.spec, cfg.overwrite)
+    writer = _open_writer(ctx, location, plan, cfg)
     if ctx.is_main and writer.units_done_before:
         left = sum(stop - start for start, stop in map(writer.unit_range, writer.todo))
         print(f"attrstream: resuming {location}: {writer.units_done_before} of {plan.spec.n_units()} units already "
@@ -77,18 +77,20 @@ def _prepare(model: nn.Module, dataset: Dataset, out, cfg: SweepConfig,
     return location, plan, writer
 
 
-def _open_writer(ctx: RankContext, location: StoreLocation, spec: RunSpec, overwrite: bool) -> StoreWriter:
+def _open_writer(ctx: RankContext, location: StoreLocation, plan: SweepPlan, cfg: SweepConfig) -> StoreWriter:
     """Rank 0 prepares the layout and opens its writer first; then every other rank joins.
 
     An error on rank 0 (another configuration, a locked store) reaches every rank as the same
     error instead of leaving the others waiting at a collective.
     """
-    lock_name, share = f"writer.rank{ctx.rank}", (ctx.rank, ctx.world)
+    spec, lock_name, share = plan.spec, f"writer.rank{ctx.rank}", (ctx.rank, ctx.world)
     writer: StoreWriter | None = None
     result: tuple[str, Any] = ("ok", None)
     if ctx.is_main:
         try:
-            writer = open_writer(location, spec, overwrite=overwrite, lock_name=lock_name, share=share)
+            writer = open_writer(location, spec, overwrite=cfg.overwrite, lock_name=lock_name, share=share,
+                                 break_lock=cfg.break_lock,
+                                 writer_info={"device": str(plan.device), "world_size": ctx.world})
         except USER_ERRORS as err:
             result = ("error", (type(err), str(err)))
     status, value = ctx.broadcast(result)
@@ -96,7 +98,7 @@ def _open_writer(ctx: RankContext, location: StoreLocation, spec: RunSpec, overw
         kind, message = value
         raise kind(message)
     if not ctx.is_main:
-        writer = open_writer(location, spec, prepare=False, lock_name=lock_name, share=share)
+        writer = open_writer(location, spec, prepare=False, lock_name=lock_name, share=share, break_lock=cfg.break_lock)
     ctx.barrier()  # every rank holds its lock and knows its units before anyone writes
     assert writer is not None
     return writer
@@ -129,6 +131,6 @@ def _finish(location: StoreLocation, writer: StoreWriter, cfg: SweepConfig, ctx:
     if not ctx.is_main:
         print(f"attrstream: rank {ctx.rank}/{ctx.world} wrote {len(writer.todo)} units", file=sys.stderr)
     if cfg.finalize and ctx.is_main:
-        finalize_store(location)
+        finalize_store(location, break_lock=cfg.break_lock)
     ctx.barrier()
     return open_run(location)

@@ -9,14 +9,21 @@ checks the target, takes the writer lock, prepares the layout and hands lock and
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
-from attrstream.engine.errors import FingerprintMismatchError, StoreError, StoreLockedError
+from attrstream.engine.errors import (
+    FingerprintMismatchError,
+    StoreError,
+    StoreLockedError,
+    disk_full_as_error,
+)
 from attrstream.engine.store.layout import create_layout
 from attrstream.engine.store.location import NoLock, StoreLocation, locate, open_group
 from attrstream.engine.store.lock import LOCK_SUFFIX, WriterLock
-from attrstream.engine.store.meta import read_done, read_root_meta
+from attrstream.engine.store.meta import check_schema, read_done, read_root_meta
 from attrstream.engine.store.spec import RunSpec, spec_differences
 from attrstream.engine.store.writer import StoreWriter
 
@@ -48,6 +55,16 @@ def _check_fingerprint(root: StoreLocation, meta: dict[str, Any], spec: RunSpec)
         )
 
 
+def _record_writer(group, about: Mapping[str, Any]) -> None:
+    """Append this process to the store's ``writers`` list (not fingerprinted: who, where, with what)."""
+    from attrstream.engine import __version__
+
+    meta = dict(group.attrs["attrstream"])
+    entry = {"version": __version__, "host": socket.gethostname(), "pid": os.getpid(),
+             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), **about}
+    group.attrs["attrstream"] = {**meta, "writers": [*meta.get("writers", []), entry]}
+
+
 def _prepare_layout(root: StoreLocation, meta: dict[str, Any] | None, spec: RunSpec, overwrite: bool,
                     lock: WriterLock | NoLock):
     others = root.other_writers(lock)
@@ -75,35 +92,45 @@ def open_writer(
     share: tuple[int, int] = (0, 1),
     units: Sequence[int] | None = None,
     on_unit_done: Callable[[int], None] | None = None,
+    writer_info: Mapping[str, Any] | None = None,
+    break_lock: bool = False,
 ) -> StoreWriter:
     """A running :class:`StoreWriter` for the units of ``spec`` not yet done.
 
     ``prepare`` (one process, or rank 0 before its barrier) creates, recreates or validates the
     layout; ``prepare=False`` joins a layout another process prepared. ``share=(rank, world)``
     gives this writer every ``world``-th unit still to do, starting at ``rank``; ``units``
-    restricts it further to the listed units.
+    restricts it further to the listed units. ``writer_info`` (e.g. the device) joins this
+    writer's entry in the store's ``writers`` list, which a preparing writer appends to.
+    ``break_lock`` takes over a lock another process holds (see :class:`WriterLock`).
     """
     root = locate(target)
     meta = _check_target(root)
     if meta is not None and not overwrite and meta.get("layout") == "ready":
+        check_schema(root, meta)
         _check_fingerprint(root, meta, spec)
     if not prepare and (meta is None or meta.get("layout") != "ready"):
         raise StoreError(f"Expected a prepared store layout at {root} (prepare=False), found none.")
-    if prepare:
-        root.make_dir()
-    lock = root.lock(lock_name)
-    lock.acquire()
-    try:
-        group = _prepare_layout(root, meta, spec, overwrite, lock) if prepare else open_group(root, "r+", use_consolidated=False)
-        done = read_done(group)
-        wanted = range(spec.n_units()) if units is None else sorted(set(int(u) for u in units))
-        bad = [u for u in wanted if not 0 <= u < spec.n_units()]
-        if bad:
-            raise StoreError(f"Expected unit indices in [0, {spec.n_units()}), got {bad}.")
-        rank, world = share
-        todo = [u for u in range(spec.n_units()) if not done[u]][rank::world]
-        return StoreWriter(root, group, spec, lock, [u for u in todo if u in set(wanted)],
-                           units_done=int(done.sum()), on_unit_done=on_unit_done)
-    except BaseException:
-        lock.release()
-        raise
+    with disk_full_as_error(root):  # creating the layout, writing the lock or the metadata
+        if prepare:
+            root.make_dir()
+        lock = root.lock(lock_name, break_lock=break_lock)
+        lock.acquire()
+        try:
+            if prepare:
+                group = _prepare_layout(root, meta, spec, overwrite, lock)
+                _record_writer(group, writer_info or {})
+            else:
+                group = open_group(root, "r+", use_consolidated=False)
+            done = read_done(group)
+            wanted = range(spec.n_units()) if units is None else sorted(set(int(u) for u in units))
+            bad = [u for u in wanted if not 0 <= u < spec.n_units()]
+            if bad:
+                raise StoreError(f"Expected unit indices in [0, {spec.n_units()}), got {bad}.")
+            rank, world = share
+            todo = [u for u in range(spec.n_units()) if not done[u]][rank::world]
+            return StoreWriter(root, group, spec, lock, [u for u in todo if u in set(wanted)],
+                               units_done=int(done.sum()), on_unit_done=on_unit_done)
+        except BaseException:
+            lock.release()
+            raise
