@@ -19,11 +19,11 @@ from torch.utils.data import Dataset
 
 from attrstream.engine.config import SweepConfig
 from attrstream.engine.distributed import RankContext, rank_context
-from attrstream.engine.errors import USER_ERRORS, ConfigError, StoreError
+from attrstream.engine.errors import USER_ERRORS, ConfigError, DataError, StoreError
 from attrstream.engine.loop import run_units
 from attrstream.engine.plan import SweepPlan, plan_sweep
 from attrstream.engine.store import Run, StoreWriter, finalize_store, open_run, open_writer
-from attrstream.engine.store.location import StoreLocation, locate
+from attrstream.engine.store.location import LocalLocation, StoreLocation, UrlLocation, locate
 
 
 @dataclass
@@ -47,6 +47,7 @@ def sweep(model: nn.Module, dataset: Dataset, out: str | os.PathLike, config: Sw
     ``unit``, ``device``, ``dtype``, ...). An existing store with the same configuration is resumed.
     ``stats``, when given, receives the writer's measurements (benchmarks).
     """
+    _check_arguments(model, dataset, out)
     if config is not None and options:
         raise ConfigError("Pass either a SweepConfig or keyword options, not both.")
     unknown = sorted(set(options) - {f.name for f in fields(SweepConfig)})
@@ -61,6 +62,18 @@ def sweep(model: nn.Module, dataset: Dataset, out: str | os.PathLike, config: Sw
         return _finish(location, writer, cfg, ctx, failure)
     finally:
         ctx.close()
+
+
+def _check_arguments(model: object, dataset: object, out: object) -> None:
+    """Wrong types are refused here, before anything is created on disk."""
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"Expected model to be a torch.nn.Module, got {type(model).__name__} {model!r:.80}; "
+                          "wrap a function in an nn.Module whose forward calls it.")
+    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        raise DataError(f"Expected dataset to be a map-style dataset (with __len__ and __getitem__), got "
+                        f"{type(dataset).__name__}.")
+    if not isinstance(out, (str, os.PathLike, LocalLocation, UrlLocation)):
+        raise ConfigError(f"Expected out to be a store path (str or os.PathLike) or a URL, got {out!r}.")
 
 
 def _prepare(model: nn.Module, dataset: Dataset, out, cfg: SweepConfig,

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from attrstream.engine.capture import default_layers, inference_mode_for_attribution, resolve_layers
 from attrstream.engine.config import SweepConfig
-from attrstream.engine.data import split_item
+from attrstream.engine.data import first_readable
 from attrstream.engine.errors import ConfigError, DataError
 from attrstream.engine.extract import ExtractPlan, layer_shapes, token_grid
 from attrstream.engine.methods import split_methods, target_name
@@ -135,13 +135,13 @@ def extract_plan(cfg: SweepConfig, layers: dict[str, nn.Module], probed: dict[st
 
 def plan_sweep(model: nn.Module, dataset: Dataset, cfg: SweepConfig, device: torch.device, *,
                announce: bool) -> SweepPlan:
-    """Resolve layers and probe shapes (one forward of one image); moves ``model`` to ``device``."""
+    """Resolve layers and probe shapes (one forward of the first readable image); moves ``model`` to ``device``."""
     n = len(dataset)  # type: ignore[arg-type]
     if cfg.limit is not None:
         n = min(n, cfg.limit)
     if n == 0:
         raise DataError("The data set is empty (or --limit 0): nothing to sweep.")
-    x0, _ = split_item(dataset[0])
+    x0 = first_readable(dataset, n, cfg.skip_bad_images)
     if x0.ndim != 3:
         raise DataError(f"Expected images of shape [C, H, W], got {tuple(x0.shape)}.")
 
