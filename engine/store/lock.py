@@ -27,6 +27,11 @@ _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _held_here: set[Path] = set()  # lock files this process holds: never broken, even with break_lock
 
 
+def is_lock_file(name: str) -> bool:
+    """A lock file, or the temp file a killed process left while writing one."""
+    return name.endswith(LOCK_SUFFIX) or (name.startswith(".") and f"{LOCK_SUFFIX}." in name and name.endswith(".tmp"))
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -21,8 +21,8 @@ from attrstream.engine.errors import (
     disk_full_as_error,
 )
 from attrstream.engine.store.layout import create_layout
-from attrstream.engine.store.location import NoLock, StoreLocation, locate, open_group
-from attrstream.engine.store.lock import LOCK_SUFFIX, WriterLock
+from attrstream.engine.store.location import PARTIAL_SUFFIX, NoLock, StoreLocation, locate, open_group
+from attrstream.engine.store.lock import WriterLock, is_lock_file
 from attrstream.engine.store.meta import check_schema, read_done, read_root_meta
 from attrstream.engine.store.spec import RunSpec, spec_differences
 from attrstream.engine.store.writer import StoreWriter
@@ -34,7 +34,8 @@ def _check_target(location: StoreLocation) -> dict[str, Any] | None:
         raise StoreError(f"Expected a directory for the store at {location}, got a file.")
     meta = read_root_meta(location) if kind == "dir" else None
     if meta is None and kind == "dir":
-        foreign = [name for name in location.children() if not name.endswith(LOCK_SUFFIX)]
+        # A writer killed before its layout existed leaves only its lock and temp files: not foreign.
+        foreign = [name for name in location.children() if not (is_lock_file(name) or name.endswith(PARTIAL_SUFFIX))]
         if foreign:
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
             raise StoreError(
