@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from attrstream.engine import __version__
 from attrstream.engine.errors import USER_ERRORS
@@ -21,6 +23,32 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             return action.help
         shown = ",".join(map(str, default)) if isinstance(default, tuple | list) else "%(default)s"
         return f"{action.help} (default: {shown})"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, Slurm, Kubernetes, ``docker stop``), raised like Ctrl-C so every owner cleans up."""
+
+
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM: what shells and schedulers expect
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (once; a repeat is ignored)."""
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the cleanup of the first one finish
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (main() called from a thread): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -151,13 +179,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("default", RuntimeWarning)
     warnings.formatwarning = lambda msg, cat, *_a, **_k: f"attrstream: warning: {msg}\n"
     try:
-        return int(args.func(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args.func(args) or 0)
     except USER_ERRORS as err:
         print(f"attrstream {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"attrstream {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # the writer closed and released its lock on the way out
+        terminated = isinstance(err, Terminated)
+        print(f"attrstream {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}; "
+              "units already written are kept: rerun the same command to resume", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -89,6 +89,8 @@ class SweepConfig:
     overwrite: bool = option(False, "replace a store written with another configuration")
     repair: bool = option(False, "verify every done unit of the store first (checksums, missing objects) and "
                           "recompute the damaged ones")
+    break_lock: bool = option(False, "take over a writer lock left by a job that is gone (e.g. a requeued job's "
+                              "first run on another host)")
     progress: bool = option(True, "hide the progress bar", flag="--no-progress")
     finalize: bool = True
     model_name: str | None = None
@@ -115,7 +117,7 @@ class SweepConfig:
             if len(grid) != 2:
                 raise ConfigError(f"Expected token-grid as (h, w), got {self.token_grid!r}.")
             set_(self, "token_grid", (check_int("token_grid", grid[0], 1), check_int("token_grid", grid[1], 1)))
-        for name in ("autocast", "skip_bad_images", "overwrite", "repair", "progress", "finalize"):
+        for name in ("autocast", "skip_bad_images", "overwrite", "repair", "break_lock", "progress", "finalize"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"Expected {_flag(name)} to be True or False, got {getattr(self, name)!r}.")
         if not isinstance(self.device, str) or (self.device != "cpu" and not self.device.startswith("cuda")):

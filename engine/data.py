@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -38,6 +39,27 @@ class FakeImages(Dataset):
         return x, int(torch.randint(self.num_classes, (1,), generator=gen))
 
 
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # PIL's modes of 16-bit greyscale files
+
+
+def load_rgb(path: str):
+    """An image file as 8-bit RGB: 16-bit data is scaled by its range (0..65535 → 0..255).
+
+    PIL's ``convert("RGB")`` clips 16-bit values instead, turning every such image white.
+    """
+    from PIL import Image
+
+    with Image.open(path) as img:
+        if img.mode in SIXTEEN_BIT_MODES:
+            values = np.asarray(img).astype(np.int64)
+            if values.size and (values.min() < 0 or values.max() > 65535):
+                raise DataError(f"Expected 16-bit values 0..65535 in mode {img.mode}, got {values.min()}..{values.max()}.")
+            return Image.fromarray(np.round(values / 257).astype(np.uint8), "L").convert("RGB")
+        if img.mode == "F":
+            raise DataError("Expected 8- or 16-bit pixels, got 32-bit floats (mode F), whose range is unknown.")
+        return img.convert("RGB")
+
+
 class ImageFolderSource(Dataset):
     """An ImageFolder directory with ImageNet preprocessing; ``path_of(i)`` names each file."""
 
@@ -55,7 +77,7 @@ class ImageFolderSource(Dataset):
             transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ])
         try:
-            self.folder = torchvision.datasets.ImageFolder(str(root), transform=transform)
+            self.folder = torchvision.datasets.ImageFolder(str(root), transform=transform, loader=load_rgb)
         except (FileNotFoundError, OSError) as err:
             raise DataError(f"Data directory {str(root)!r} is not an ImageFolder: {err}") from None
         self.classes = self.folder.classes
@@ -108,6 +130,12 @@ def build_dataset(spec: DataSpec) -> Dataset:
 
 def split_item(item: object) -> tuple[torch.Tensor, int]:
     """``(image, label)`` from a dataset item: a tensor, or a tuple whose second entry is the label."""
+    image = item[0] if isinstance(item, (tuple, list)) and item else item
+    if type(image).__module__.startswith("PIL."):
+        raise DataError(
+            "Expected dataset items to be a tensor or (tensor, label), got a PIL image: give the dataset a "
+            "transform that ends in torchvision.transforms.ToTensor() (e.g. transform=ToTensor())."
+        )
     if isinstance(item, torch.Tensor):
         return item, -1
     if isinstance(item, (tuple, list)) and item and isinstance(item[0], torch.Tensor):
@@ -136,9 +164,37 @@ class IndexedItems(Dataset):
                 raise DataError(f"expected an image of shape {self.example_shape}, got {tuple(x.shape)}")
             return x.float(), label, i, mask, ""
         except Exception as err:
-            where = self.source.path_of(i) if hasattr(self.source, "path_of") else f"item {i}"
-            message = f"{where}: {type(err).__name__}: {err}"
-            return torch.zeros(self.example_shape), -1, i, mask, message
+            return torch.zeros(self.example_shape), -1, i, mask, load_error(self.source, i, err)
+
+
+def load_error(source: Dataset, i: int, err: Exception) -> str:
+    """``"<file or item i>: <error>"``: how an unreadable example is named in errors and warnings."""
+    where = source.path_of(i) if hasattr(source, "path_of") else f"item {i}"  # type: ignore[attr-defined]
+    return f"{where}: {type(err).__name__}: {err}"
+
+
+def unreadable(message: str) -> DataError:
+    """The error of an unreadable example when bad images are not skipped."""
+    return DataError(f"Could not read {message}. Pass --skip-bad-images to record such examples as skipped and go on.")
+
+
+def first_readable(source: Dataset, n: int, skip_bad_images: bool) -> torch.Tensor:
+    """The image of the first of ``n`` examples that loads: the shape probe's input.
+
+    An unreadable example is :func:`unreadable` unless ``skip_bad_images`` (the batch loop records it
+    as skipped when it gets there). A dataset whose items are no images is an error either way.
+    """
+    first_error = ""
+    for i in range(n):
+        try:
+            item = source[i]
+        except Exception as err:
+            if not skip_bad_images:
+                raise unreadable(load_error(source, i, err)) from None
+            first_error = first_error or load_error(source, i, err)
+            continue
+        return split_item(item)[0]
+    raise DataError(f"Expected at least one readable example, got none of {n} (first: {first_error}).")
 
 
 def contiguous_batches(ranges: Sequence[tuple[int, int]], batch_size: int) -> list[list[int]]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -18,8 +19,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from attrstream.engine.capture import inference_mode_for_attribution
-from attrstream.engine.data import IndexedItems, make_loader, rgb_converter
-from attrstream.engine.errors import DataError
+from attrstream.engine.data import IndexedItems, make_loader, rgb_converter, unreadable
+from attrstream.engine.errors import OutOfMemoryError
 from attrstream.engine.extract import extract_batch
 from attrstream.engine.host_copy import HostCopier
 from attrstream.engine.plan import SweepPlan
@@ -64,12 +65,33 @@ def skipped_examples(errors: list[str], index: torch.Tensor, skip: bool) -> np.n
     """``inputs/skipped`` rows of a batch; an unreadable example without ``skip`` is a DataError."""
     skipped = np.array([bool(e) for e in errors], dtype=np.uint8)
     if skipped.any() and not skip:
-        first = next(e for e in errors if e)
-        raise DataError(f"Could not read {first}. Pass --skip-bad-images to record such examples as skipped and go on.")
+        raise unreadable(next(e for e in errors if e))
     if skipped.any():
         bad = [int(i) for i, e in zip(index, errors, strict=False) if e]
         warnings.warn(f"Skipped unreadable example(s) {bad[:10]}: {next(e for e in errors if e)}", RuntimeWarning, stacklevel=2)
     return skipped
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """torch's (CUDA, MPS) out-of-memory errors, older ones spelled as RuntimeError, and host MemoryError."""
+    return isinstance(err, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
+
+
+@contextmanager
+def out_of_memory_as_error(batch_size: int, device: torch.device) -> Iterator[None]:
+    """A batch that does not fit becomes an :class:`OutOfMemoryError` naming the batch size to lower."""
+    try:
+        yield
+    except Exception as err:
+        if not is_out_of_memory(err):
+            raise
+        advice = (f"pass a smaller --batch-size (e.g. {batch_size // 2})" if batch_size > 1 else
+                  "the batch size is already 1: use a smaller --image-size, fewer --layers or --methods, or more memory")
+        raise OutOfMemoryError(
+            f"Out of memory on {device} with --batch-size {batch_size} ({type(err).__name__}): {advice}; "
+            "a rerun resumes after the units already written."
+        ) from None
 
 
 def run_units(model: nn.Module, dataset: Dataset, writer: StoreWriter, plan: SweepPlan, *, batch_size: int,
@@ -101,7 +123,7 @@ def run_units(model: nn.Module, dataset: Dataset, writer: StoreWriter, plan: Swe
         bar.set_postfix(units=f"{writer.units_done_before + writer.units_written}/{spec.n_units()}", refresh=refresh)
 
     try:
-        with inference_mode_for_attribution(model):
+        with inference_mode_for_attribution(model), out_of_memory_as_error(batch_size, plan.device):
             for x, labels, index, masks, errors in loader:
                 host = {
                     "inputs/index": index.numpy().astype(np.int64),

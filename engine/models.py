@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,6 +72,21 @@ def _build_torchvision(spec: ModelSpec) -> nn.Module:
     return torchvision.models.get_model(spec.name, weights=None, **kwargs)
 
 
+def _signature(factory: Callable) -> str:
+    try:
+        return str(inspect.signature(factory))
+    except (TypeError, ValueError):  # builtins and some C extensions have none
+        return "unknown"
+
+
+def _accepts_num_classes(factory: Callable) -> bool:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return True  # cannot tell: let the call decide
+    return any((p.name == "num_classes" and p.kind is not p.POSITIONAL_ONLY) or p.kind is p.VAR_KEYWORD for p in params)
+
+
 def _build_factory(spec: ModelSpec) -> nn.Module:
     module_name, _, attr = spec.name.partition(":")
     try:
@@ -80,7 +96,14 @@ def _build_factory(spec: ModelSpec) -> nn.Module:
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ModelError(f"{module_name!r} has no callable {attr!r} (from model {spec.name!r}).")
-    model = factory() if spec.num_classes is None else factory(num_classes=spec.num_classes)
+    kwargs = {} if spec.num_classes is None else {"num_classes": spec.num_classes}
+    if kwargs and not _accepts_num_classes(factory):
+        raise ModelError(f"Model factory {spec.name} takes no num_classes argument (its signature: "
+                         f"{_signature(factory)}); drop --num-classes or add the parameter.")
+    try:
+        model = factory(**kwargs)
+    except Exception as err:
+        raise ModelError(f"Model factory {spec.name} failed: {type(err).__name__}: {err}") from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"{spec.name} returned {type(model).__name__}, expected a torch.nn.Module.")
     return model

@@ -19,11 +19,11 @@ from torch.utils.data import Dataset
 
 from attrstream.engine.config import SweepConfig
 from attrstream.engine.distributed import RankContext, rank_context
-from attrstream.engine.errors import USER_ERRORS, ConfigError, StoreError
+from attrstream.engine.errors import USER_ERRORS, ConfigError, DataError, StoreError
 from attrstream.engine.loop import run_units
 from attrstream.engine.plan import SweepPlan, plan_sweep
-from attrstream.engine.store import Run, RunSpec, StoreWriter, finalize_store, open_run, open_writer
-from attrstream.engine.store.location import StoreLocation, locate
+from attrstream.engine.store import Run, StoreWriter, finalize_store, open_run, open_writer
+from attrstream.engine.store.location import LocalLocation, StoreLocation, UrlLocation, locate
 from attrstream.engine.store.meta import looks_like_store
 from attrstream.engine.store.verify import VerifyReport, verify_store
 
@@ -50,6 +50,7 @@ def sweep(model: nn.Module, dataset: Dataset, out: str | os.PathLike, config: Sw
     ``unit``, ``device``, ``dtype``, ...). An existing store with the same configuration is resumed.
     ``stats``, when given, receives the writer's measurements (benchmarks).
     """
+    _check_arguments(model, dataset, out)
     if config is not None and options:
         raise ConfigError("Pass either a SweepConfig or keyword options, not both.")
     unknown = sorted(set(options) - {f.name for f in fields(SweepConfig)})
@@ -66,6 +67,18 @@ def sweep(model: nn.Module, dataset: Dataset, out: str | os.PathLike, config: Sw
         ctx.close()
 
 
+def _check_arguments(model: object, dataset: object, out: object) -> None:
+    """Wrong types are refused here, before anything is created on disk."""
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"Expected model to be a torch.nn.Module, got {type(model).__name__} {model!r:.80}; "
+                          "wrap a function in an nn.Module whose forward calls it.")
+    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        raise DataError(f"Expected dataset to be a map-style dataset (with __len__ and __getitem__), got "
+                        f"{type(dataset).__name__}.")
+    if not isinstance(out, (str, os.PathLike, LocalLocation, UrlLocation)):
+        raise ConfigError(f"Expected out to be a store path (str or os.PathLike) or a URL, got {out!r}.")
+
+
 def _prepare(model: nn.Module, dataset: Dataset, out, cfg: SweepConfig,
              ctx: RankContext) -> tuple[StoreLocation, SweepPlan, StoreWriter]:
     """Plan the sweep, then open this rank's writer on the store (rank 0 creates or resumes it)."""
@@ -73,7 +86,7 @@ def _prepare(model: nn.Module, dataset: Dataset, out, cfg: SweepConfig,
     plan = plan_sweep(model, dataset, cfg, device, announce=ctx.is_main)
     location = locate(out)
     report = _verify_for_repair(location, cfg) if ctx.is_main else None
-    writer = _open_writer(ctx, location, plan.spec, cfg.overwrite, report)
+    writer = _open_writer(ctx, location, plan, cfg, report)
     if ctx.is_main and writer.units_done_before:
         left = sum(stop - start for start, stop in map(writer.unit_range, writer.todo))
         print(f"attrstream: resuming {location}: {writer.units_done_before} of {plan.spec.n_units()} units already "
@@ -91,19 +104,21 @@ def _verify_for_repair(location: StoreLocation, cfg: SweepConfig) -> VerifyRepor
     return report
 
 
-def _open_writer(ctx: RankContext, location: StoreLocation, spec: RunSpec, overwrite: bool,
+def _open_writer(ctx: RankContext, location: StoreLocation, plan: SweepPlan, cfg: SweepConfig,
                  repair: VerifyReport | None) -> StoreWriter:
     """Rank 0 prepares the layout and opens its writer first; then every other rank joins.
 
     An error on rank 0 (another configuration, a locked store) reaches every rank as the same
     error instead of leaving the others waiting at a collective.
     """
-    lock_name, share = f"writer.rank{ctx.rank}", (ctx.rank, ctx.world)
+    spec, lock_name, share = plan.spec, f"writer.rank{ctx.rank}", (ctx.rank, ctx.world)
     writer: StoreWriter | None = None
     result: tuple[str, Any] = ("ok", None)
     if ctx.is_main:
         try:
-            writer = open_writer(location, spec, overwrite=overwrite, lock_name=lock_name, share=share, repair=repair)
+            writer = open_writer(location, spec, overwrite=cfg.overwrite, lock_name=lock_name, share=share,
+                                 break_lock=cfg.break_lock, repair=repair,
+                                 writer_info={"device": str(plan.device), "world_size": ctx.world})
         except USER_ERRORS as err:
             result = ("error", (type(err), str(err)))
     status, value = ctx.broadcast(result)
@@ -111,7 +126,7 @@ def _open_writer(ctx: RankContext, location: StoreLocation, spec: RunSpec, overw
         kind, message = value
         raise kind(message)
     if not ctx.is_main:
-        writer = open_writer(location, spec, prepare=False, lock_name=lock_name, share=share)
+        writer = open_writer(location, spec, prepare=False, lock_name=lock_name, share=share, break_lock=cfg.break_lock)
     ctx.barrier()  # every rank holds its lock and knows its units before anyone writes
     assert writer is not None
     return writer
@@ -145,6 +160,6 @@ def _finish(location: StoreLocation, writer: StoreWriter, cfg: SweepConfig, ctx:
     if not ctx.is_main:
         print(f"attrstream: rank {ctx.rank}/{ctx.world} wrote {len(writer.todo)} units", file=sys.stderr)
     if cfg.finalize and ctx.is_main:
-        finalize_store(location)
+        finalize_store(location, break_lock=cfg.break_lock)
     ctx.barrier()
     return open_run(location)

@@ -15,10 +15,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from attrstream.engine import __version__
 from attrstream.engine.capture import default_layers, inference_mode_for_attribution, resolve_layers
 from attrstream.engine.config import SweepConfig
-from attrstream.engine.data import split_item
+from attrstream.engine.data import first_readable
 from attrstream.engine.errors import ConfigError, DataError
 from attrstream.engine.extract import ExtractPlan, layer_shapes, token_grid
 from attrstream.engine.methods import split_methods, target_name
@@ -69,7 +68,13 @@ def probed_layer(name: str, shape: tuple[int, ...], layer_methods: tuple[str, ..
 
 def describe_run(model: nn.Module, dataset: Dataset, cfg: SweepConfig, n: int, layers: list[str],
                  image_shape: tuple[int, ...]) -> dict[str, Any]:
-    """The configuration recorded in (and fingerprinted with) the store."""
+    """The configuration recorded in (and fingerprinted with) the store.
+
+    Only what decides the stored numbers belongs here. How and where they are computed (batch
+    size, workers, device, progress, ``skip_bad_images`` on examples that load, attrstream's
+    version) is left out, so that a rerun changing those resumes; the store records who wrote its
+    units in its ``writers`` list instead.
+    """
     return {
         "model": {
             "name": cfg.model_name or type(model).__name__,
@@ -84,9 +89,6 @@ def describe_run(model: nn.Module, dataset: Dataset, cfg: SweepConfig, n: int, l
         "smoothgrad_samples": cfg.smoothgrad_samples,
         "ig_steps": cfg.ig_steps,
         "token_grid": list(cfg.token_grid) if cfg.token_grid else None,
-        "skip_bad_images": cfg.skip_bad_images,
-        "device": cfg.device,
-        "attrstream_version": __version__,
         **cfg.extra,
     }
 
@@ -133,13 +135,13 @@ def extract_plan(cfg: SweepConfig, layers: dict[str, nn.Module], probed: dict[st
 
 def plan_sweep(model: nn.Module, dataset: Dataset, cfg: SweepConfig, device: torch.device, *,
                announce: bool) -> SweepPlan:
-    """Resolve layers and probe shapes (one forward of one image); moves ``model`` to ``device``."""
+    """Resolve layers and probe shapes (one forward of the first readable image); moves ``model`` to ``device``."""
     n = len(dataset)  # type: ignore[arg-type]
     if cfg.limit is not None:
         n = min(n, cfg.limit)
     if n == 0:
         raise DataError("The data set is empty (or --limit 0): nothing to sweep.")
-    x0, _ = split_item(dataset[0])
+    x0 = first_readable(dataset, n, cfg.skip_bad_images)
     if x0.ndim != 3:
         raise DataError(f"Expected images of shape [C, H, W], got {tuple(x0.shape)}.")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from attrstream.engine.errors import ConfigError
 from attrstream.engine.render import reading
 from attrstream.engine.render._canvas import class_name, save
 from attrstream.engine.render.activations import activation_figure
@@ -204,6 +205,21 @@ def _metadata(run: Run, done: np.ndarray) -> dict[str, Any]:
     return rows
 
 
+def report_dir(out_dir: str | os.PathLike) -> Path:
+    """``out_dir``, created and known to be writable before any figure is drawn."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"Expected --out to be a directory for the report, got the existing file {out}.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"Expected a writable directory for the report (--out), got {out}: {err.strerror or err}.") from None
+    return out
+
+
 def render_report(
     run_or_path: Run | str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -225,8 +241,7 @@ def render_report(
     check_outlier_perc(outlier_perc)
     layers = reading.pick_names("layers", layers, run.layers)
     methods = reading.pick_names("methods", methods, run.methods)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = report_dir(out_dir)
     done = reading.done_examples(run)
     rep = _Report(run, out, done, reading.choose_examples(done, examples), run.meta.get("config", {}).get("class_names"))
     stat_layers = layers if "stats" in run.spec.layer_methods else []

@@ -20,9 +20,10 @@ from datetime import datetime, timezone
 import numpy as np
 import zarr
 
-from attrstream.engine.errors import StoreError
+from attrstream.engine.errors import StoreError, disk_full_as_error
 from attrstream.engine.store.layout import compressors_for
-from attrstream.engine.store.location import StoreLocation, locate, open_group
+from attrstream.engine.store.location import NoLock, StoreLocation, locate, open_group
+from attrstream.engine.store.lock import WriterLock
 from attrstream.engine.store.meta import read_done, read_ready_meta
 from attrstream.engine.store.spec import RunSpec
 from attrstream.engine.store.verify import describe_damage, missing_objects, read_checked
@@ -81,12 +82,19 @@ def pool_layer(location: StoreLocation, group: zarr.Group, spec: RunSpec, layer:
     return pool
 
 
-def finalize_store(path: str | os.PathLike | StoreLocation) -> None:
-    """Write ``layers/<layer>/dataset_stats`` for every layer and consolidate metadata (idempotent)."""
+def finalize_store(path: str | os.PathLike | StoreLocation, *, break_lock: bool = False) -> None:
+    """Write ``layers/<layer>/dataset_stats`` for every layer and consolidate metadata (idempotent).
+
+    A full disk is a :class:`DiskFullError`: the units stay done, and a rerun finalizes again.
+    """
     root = locate(path)
     meta = read_ready_meta(root)
+    with disk_full_as_error(root, "finalizing"):
+        _finalize(root, meta, root.lock("finalize", break_lock=break_lock))
+
+
+def _finalize(root: StoreLocation, meta: dict, lock: WriterLock | NoLock) -> None:
     spec = RunSpec.from_dict(meta["spec"])
-    lock = root.lock("finalize")
     lock.acquire()
     try:
         group = open_group(root, "r+", use_consolidated=False)

@@ -23,6 +23,13 @@ def _size(nbytes: int) -> str:
     raise AssertionError("unreachable")
 
 
+def _writers(writers: list[dict]) -> str:
+    """The runs that wrote units, last three: version, device, host and start (not fingerprinted)."""
+    shown = [f"attrstream {w.get('version')} {w.get('device', '?')} {w.get('host')} {w.get('started')}"
+             for w in writers[-3:]]
+    return "; ".join(shown) + (f" (and {len(writers) - 3} earlier)" if len(writers) > 3 else "") or "-"
+
+
 def describe_store(path: str | os.PathLike | StoreLocation) -> str:
     """A plain-text report: run config, progress, then every array with its sizes and ratio."""
     run = open_run(path)
@@ -39,6 +46,7 @@ def describe_store(path: str | os.PathLike | StoreLocation) -> str:
         + ("  finalized " + meta["finalized"] if "finalized" in meta else ""),
         *_missing_line(run),
         f"fingerprint {meta.get('fingerprint')}",
+        f"writers   {_writers(meta.get('writers', []))}",
         f"config    {json.dumps(spec.config, sort_keys=True)}",
         "",
     ]

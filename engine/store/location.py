@@ -23,7 +23,7 @@ import fsspec
 import zarr
 from zarr.storage import FsspecStore
 
-from attrstream.engine.errors import StoreError
+from attrstream.engine.errors import StoreError, is_disk_full
 from attrstream.engine.store.lock import WriterLock, live_locks
 
 PARTIAL_SUFFIX = ".partial"  # zarr's LocalStore writes <key>.<uuid>.partial, then renames
@@ -85,10 +85,12 @@ class LocalLocation:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as err:
+            if is_disk_full(err):
+                raise
             raise StoreError(f"Expected a writable store path, got {self.path}: {err.strerror or err}.") from None
 
-    def lock(self, name: str) -> WriterLock:
-        return WriterLock(self.path, name)
+    def lock(self, name: str, *, break_lock: bool = False) -> WriterLock:
+        return WriterLock(self.path, name, break_lock=break_lock)
 
     def other_writers(self, lock: WriterLock) -> list[str]:
         """Names of live lock files other than ``lock``."""
@@ -194,7 +196,7 @@ class UrlLocation:
         except OSError as err:
             raise StoreError(f"Expected a writable store URL, got {self.url}: {err.strerror or err}.") from None
 
-    def lock(self, name: str) -> NoLock:
+    def lock(self, name: str, *, break_lock: bool = False) -> NoLock:
         return NoLock(self.url)
 
     def other_writers(self, lock: NoLock) -> list[str]:

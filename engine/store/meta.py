@@ -13,6 +13,7 @@ import zarr
 
 from attrstream.engine.errors import StoreError
 from attrstream.engine.store.location import StoreLocation
+from attrstream.engine.store.spec import SCHEMA_VERSION
 
 ROOT_META = "zarr.json"
 DONE_PATH = "progress/unit_done"
@@ -60,7 +61,20 @@ def read_ready_meta(location: StoreLocation) -> dict[str, Any]:
         raise StoreError(f"Expected root metadata {location}/{ROOT_META}, found none; {ROOT_REPAIR_HINT}.")
     if meta is None or meta.get("layout") != "ready":
         raise StoreError(f"Expected an attrstream store at {location}, found none.")
+    check_schema(location, meta)
     return meta
+
+
+def check_schema(location: StoreLocation, meta: dict[str, Any]) -> None:
+    """Refuse a store of another format version: the one difference in versions a store cannot absorb."""
+    from attrstream.engine import __version__
+
+    found = meta.get("schema_version")
+    if found != SCHEMA_VERSION:
+        raise StoreError(
+            f"Store {location} is in store format {found}; attrstream {__version__} reads and writes format "
+            f"{SCHEMA_VERSION}. Use the attrstream release that wrote it, or rewrite it with --overwrite."
+        )
 
 
 def decode_failure(err: ValueError) -> str:

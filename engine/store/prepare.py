@@ -9,18 +9,32 @@ checks the target, takes the writer lock, prepares the layout and hands lock and
 from __future__ import annotations
 
 import os
+import socket
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import zarr
 
-from attrstream.engine.errors import FingerprintMismatchError, StoreError, StoreLockedError
+from attrstream.engine.errors import (
+    FingerprintMismatchError,
+    StoreError,
+    StoreLockedError,
+    disk_full_as_error,
+)
 from attrstream.engine.store.layout import array_specs, create_layout, run_metadata
-from attrstream.engine.store.location import NoLock, StoreLocation, locate, open_group
-from attrstream.engine.store.lock import LOCK_SUFFIX, WriterLock
-from attrstream.engine.store.meta import DONE_PATH, ROOT_META, looks_like_store, read_root_meta, scan_done
+from attrstream.engine.store.location import PARTIAL_SUFFIX, NoLock, StoreLocation, locate, open_group
+from attrstream.engine.store.lock import WriterLock, is_lock_file
+from attrstream.engine.store.meta import (
+    DONE_PATH,
+    ROOT_META,
+    check_schema,
+    looks_like_store,
+    read_root_meta,
+    scan_done,
+)
 from attrstream.engine.store.spec import RunSpec, spec_differences
 from attrstream.engine.store.verify import Damage, VerifyReport, describe_damage, missing_objects, shard_key
 from attrstream.engine.store.writer import StoreWriter
@@ -37,7 +51,8 @@ def _check_target(location: StoreLocation) -> dict[str, Any] | None:
             "rerun the same sweep with --repair to rewrite it."
         )
     if meta is None and kind == "dir":
-        foreign = [name for name in location.children() if not name.endswith(LOCK_SUFFIX)]
+        # A writer killed before its layout existed leaves only its lock and temp files: not foreign.
+        foreign = [name for name in location.children() if not (is_lock_file(name) or name.endswith(PARTIAL_SUFFIX))]
         if foreign:
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
             raise StoreError(
@@ -56,6 +71,16 @@ def _check_fingerprint(root: StoreLocation, meta: dict[str, Any], spec: RunSpec)
             + "; ".join(diffs or ["(schema change)"])
             + ". Pass --overwrite (overwrite=True) to start over, or choose another output path."
         )
+
+
+def _record_writer(group, about: Mapping[str, Any]) -> None:
+    """Append this process to the store's ``writers`` list (not fingerprinted: who, where, with what)."""
+    from attrstream.engine import __version__
+
+    meta = dict(group.attrs["attrstream"])
+    entry = {"version": __version__, "host": socket.gethostname(), "pid": os.getpid(),
+             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), **about}
+    group.attrs["attrstream"] = {**meta, "writers": [*meta.get("writers", []), entry]}
 
 
 def _prepare_layout(root: StoreLocation, meta: dict[str, Any] | None, spec: RunSpec, overwrite: bool,
@@ -132,13 +157,17 @@ def open_writer(
     units: Sequence[int] | None = None,
     on_unit_done: Callable[[int], None] | None = None,
     repair: VerifyReport | None = None,
+    writer_info: Mapping[str, Any] | None = None,
+    break_lock: bool = False,
 ) -> StoreWriter:
     """A running :class:`StoreWriter` for the units of ``spec`` not yet done.
 
     ``prepare`` (one process, or rank 0 before its barrier) creates, recreates or validates the
     layout; ``prepare=False`` joins a layout another process prepared. ``share=(rank, world)``
     gives this writer every ``world``-th unit still to do, starting at ``rank``; ``units``
-    restricts it further to the listed units.
+    restricts it further to the listed units. ``writer_info`` (e.g. the device) joins this
+    writer's entry in the store's ``writers`` list, which a preparing writer appends to.
+    ``break_lock`` takes over a lock another process holds (see :class:`WriterLock`).
 
     Before it skips a unit marked done, a preparing writer checks by listing that the unit's
     objects exist, and recomputes the units whose objects are missing. ``repair`` (the report of
@@ -155,24 +184,31 @@ def open_writer(
             lock.release()
     meta = _check_target(root)
     if meta is not None and not overwrite and meta.get("layout") == "ready":
+        check_schema(root, meta)
         _check_fingerprint(root, meta, spec)
     if not prepare and (meta is None or meta.get("layout") != "ready"):
         raise StoreError(f"Expected a prepared store layout at {root} (prepare=False), found none.")
-    if prepare:
-        root.make_dir()
-    lock = root.lock(lock_name)
-    lock.acquire()
-    try:
-        group = _prepare_layout(root, meta, spec, overwrite, lock) if prepare else open_group(root, "r+", use_consolidated=False)
-        done = _done_units(root, group, spec, None if overwrite else repair) if prepare else scan_done(group)[0]
-        wanted = range(spec.n_units()) if units is None else sorted(set(int(u) for u in units))
-        bad = [u for u in wanted if not 0 <= u < spec.n_units()]
-        if bad:
-            raise StoreError(f"Expected unit indices in [0, {spec.n_units()}), got {bad}.")
-        rank, world = share
-        todo = [u for u in range(spec.n_units()) if not done[u]][rank::world]
-        return StoreWriter(root, group, spec, lock, [u for u in todo if u in set(wanted)],
-                           units_done=int(done.sum()), on_unit_done=on_unit_done)
-    except BaseException:
-        lock.release()
-        raise
+    with disk_full_as_error(root):  # creating the layout, writing the lock or the metadata
+        if prepare:
+            root.make_dir()
+        lock = root.lock(lock_name, break_lock=break_lock)
+        lock.acquire()
+        try:
+            if prepare:
+                group = _prepare_layout(root, meta, spec, overwrite, lock)
+                _record_writer(group, writer_info or {})
+                done = _done_units(root, group, spec, None if overwrite else repair)
+            else:
+                group = open_group(root, "r+", use_consolidated=False)
+                done = scan_done(group)[0]
+            wanted = range(spec.n_units()) if units is None else sorted(set(int(u) for u in units))
+            bad = [u for u in wanted if not 0 <= u < spec.n_units()]
+            if bad:
+                raise StoreError(f"Expected unit indices in [0, {spec.n_units()}), got {bad}.")
+            rank, world = share
+            todo = [u for u in range(spec.n_units()) if not done[u]][rank::world]
+            return StoreWriter(root, group, spec, lock, [u for u in todo if u in set(wanted)],
+                               units_done=int(done.sum()), on_unit_done=on_unit_done)
+        except BaseException:
+            lock.release()
+            raise

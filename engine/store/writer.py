@@ -20,7 +20,7 @@ from types import TracebackType
 import numpy as np
 import zarr
 
-from attrstream.engine.errors import StoreError, WriterError
+from attrstream.engine.errors import DiskFullError, StoreError, WriterError, is_disk_full, no_space_message
 from attrstream.engine.store.layout import WRITE_CONFIG, example_arrays
 from attrstream.engine.store.location import NoLock, StoreLocation
 from attrstream.engine.store.lock import WriterLock
@@ -88,7 +88,7 @@ class StoreWriter:
         self._free: list[_Unit] = []
         self._ready: deque[_Unit] = deque()
         self._stopping = False
-        self._error: WriterError | None = None
+        self._error: StoreError | None = None
         self._closed = False
         self.buffers_allocated = 0
         self.units_written = 0
@@ -219,10 +219,7 @@ class StoreWriter:
                 self._write_unit(buf)
             except BaseException as err:
                 with self._cv:
-                    self._error = WriterError(
-                        f"Writing unit {buf.index} (examples {buf.start}..{buf.stop - 1}) of {self.path} failed: "
-                        f"{type(err).__name__}: {err}. Units marked done before it are intact; rerun to resume."
-                    )
+                    self._error = self._unit_error(buf, err)
                     self._error.__cause__ = err
                     self._free += [buf, *self._ready]
                     self._ready.clear()
@@ -232,6 +229,13 @@ class StoreWriter:
                 self._free.append(buf)
                 self.units_written += 1
                 self._cv.notify_all()
+
+    def _unit_error(self, buf: _Unit, err: BaseException) -> StoreError:
+        examples = f"examples {buf.start}..{buf.stop - 1}"
+        if is_disk_full(err):
+            return DiskFullError(no_space_message(self.path, f"writing unit {buf.index}, {examples}"))
+        return WriterError(f"Writing unit {buf.index} ({examples}) of {self.path} failed: {type(err).__name__}: {err}. "
+                           "Units marked done before it are intact; rerun to resume.")
 
     def _write_unit(self, buf: _Unit) -> None:
         rows = buf.stop - buf.start

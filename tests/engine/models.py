@@ -81,3 +81,38 @@ class PatchTokens(nn.Module):
 def patch_tokens(num_classes: int = 5) -> nn.Module:
     torch.manual_seed(0)
     return PatchTokens(num_classes)
+
+
+class OutOfMemoryAt(TinyCNN):
+    """Raises torch's OutOfMemoryError on the Nth batch when ATTRSTREAM_TEST_OOM_AT=N is set.
+
+    The probe's single-image forward does not count; without the variable (a rerun) it is TinyCNN.
+    """
+
+    def __init__(self, num_classes: int = 5):
+        super().__init__(num_classes)
+        self.batches = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import os
+
+        if len(x) > 1:
+            self.batches += 1
+            if str(self.batches) == os.environ.get("ATTRSTREAM_TEST_OOM_AT"):
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return super().forward(x)
+
+
+def oom_cnn(num_classes: int = 5) -> nn.Module:
+    torch.manual_seed(0)
+    return OutOfMemoryAt(num_classes)
+
+
+def unreachable_checkpoint(num_classes: int = 5) -> nn.Module:
+    """A factory that fails the way real ones do (its own message must reach the user)."""
+    raise RuntimeError("checkpoint server ckpt.internal is unreachable")
+
+
+def fixed_head() -> nn.Module:
+    """A factory without a num_classes parameter."""
+    return tiny_cnn()

@@ -120,3 +120,14 @@ def test_leftover_partial_files_are_cleaned_on_open(tmp_path):
     write_run(path, spec)
     assert not leftover.exists() and open_run(path).complete
     np.testing.assert_array_equal(open_run(path).units_done, [True] * 3)
+
+
+def test_a_writer_killed_before_its_layout_existed_leaves_a_store_path_that_reruns(tmp_path):
+    spec, path = small_spec(), tmp_path / "run.zarr"
+    path.mkdir()
+    (path / "writer.lock").write_text(json.dumps({"pid": 2**22 + 1, "host": socket.gethostname(), "started": "x"}))
+    (path / ".writer.lock.0123abcd.tmp").write_text('{"pid"')  # killed while writing its lock
+    (path / "zarr.0123abcd.partial").write_bytes(b"{")  # killed while writing the root metadata
+    with pytest.warns(UserWarning, match="stale writer lock"):
+        write_run(path, spec)
+    assert open_run(path).complete and sorted(p.name for p in path.iterdir() if p.is_file()) == ["zarr.json"]

@@ -83,14 +83,14 @@ def test_oserror_in_the_thread_names_the_unit_keeps_earlier_units_and_resumes(tm
     path = tmp_path / "run.zarr"
     original = writer_module.write_region
 
-    def disk_full_at_unit_2(array, start, data):
+    def io_error_at_unit_2(array, start, data):  # a full disk has its own message: tests/store/test_disk_full.py
         if start == 8 and array.path == "attributions/saliency":
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(errno.EIO, "Input/output error")
         original(array, start, data)
 
-    monkeypatch.setattr(writer_module, "write_region", disk_full_at_unit_2)
+    monkeypatch.setattr(writer_module, "write_region", io_error_at_unit_2)
     done_units = []
-    error = r"unit 2 \(examples 8..11\).*No space left on device.*rerun"
+    error = r"unit 2 \(examples 8..11\).*Input/output error.*rerun"
     with pytest.raises(WriterError, match=error), open_writer(path, spec, on_unit_done=done_units.append) as w:
         feed(w, spec)
         w.close()
