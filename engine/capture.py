@@ -118,11 +118,15 @@ def first_tensor(output: object) -> torch.Tensor | None:
 
 
 @contextmanager
-def capture_outputs(model: nn.Module, layers: dict[str, nn.Module]) -> Iterator[dict[str, torch.Tensor]]:
+def capture_outputs(model: nn.Module, layers: dict[str, nn.Module],
+                    copied: frozenset[str] = frozenset()) -> Iterator[dict[str, torch.Tensor]]:
     """Keep the output of each layer (the first tensor of a tuple output) while the block runs.
 
-    Hooks are removed in ``finally``, whatever happens inside. A layer called twice in one
-    forward (shared modules) is an error: its gradient would be ambiguous.
+    The model goes on with a copy of the output of each layer in ``copied``: those the model later
+    modifies in place (DenseNet's ``F.relu(features, inplace=True)``), which would otherwise turn
+    the kept activation into another layer's. Hooks are removed in ``finally``, whatever happens
+    inside. A layer called twice in one forward (shared modules) is an error: its gradient would
+    be ambiguous.
     """
     captured: dict[str, torch.Tensor] = {}
 
@@ -137,6 +141,7 @@ def capture_outputs(model: nn.Module, layers: dict[str, nn.Module]) -> Iterator[
                     "pick a layer that runs once."
                 )
             captured[name] = tensor
+            return tensor.clone() if name in copied and tensor is output else None
 
         return hook
 

@@ -36,6 +36,7 @@ class ExtractPlan:
     autocast: bool = False
     layouts: dict[str, str] = field(default_factory=dict)  # layer -> LAYER_LAYOUTS entry (absent: nchw)
     token_grids: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # tokens layer -> (h, w, dropped)
+    copied: frozenset[str] = frozenset()  # layers whose output the model modifies in place later
     smoothgrad_samples: int = 8
     smoothgrad_noise: float = 0.15
     ig_steps: int = 16
@@ -113,7 +114,7 @@ def extract_batch(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, examp
     ``examples`` are the data set indices of the batch's rows (CPU int64): they seed SmoothGrad.
     """
     x = x.detach().requires_grad_(True)
-    with capture_outputs(model, plan.layers) as captured:
+    with capture_outputs(model, plan.layers, plan.copied) as captured:
         logits = forward_logits(model, x, plan.autocast)
     missing = [n for n in plan.layers if n not in captured]
     if missing:

@@ -123,7 +123,8 @@ def run_spec(cfg: SweepConfig, *, n: int, image_shape: tuple[int, ...], num_clas
     )
 
 
-def extract_plan(cfg: SweepConfig, layers: dict[str, nn.Module], probed: dict[str, ProbedLayer], topk: int) -> ExtractPlan:
+def extract_plan(cfg: SweepConfig, layers: dict[str, nn.Module], probed: dict[str, ProbedLayer], topk: int,
+                 copied: frozenset[str] = frozenset()) -> ExtractPlan:
     """What each batch computes, for this sweep."""
     input_methods, layer_methods = split_methods(cfg.methods)
     return ExtractPlan(
@@ -137,6 +138,7 @@ def extract_plan(cfg: SweepConfig, layers: dict[str, nn.Module], probed: dict[st
         autocast=cfg.autocast,
         layouts={name: p.spec.layout for name, p in probed.items()},
         token_grids={name: p.grid for name, p in probed.items() if p.grid is not None},
+        copied=copied,
         smoothgrad_samples=cfg.smoothgrad_samples,
         ig_steps=cfg.ig_steps,
         internal_batch_size=cfg.internal_batch_size or cfg.batch_size,
@@ -182,4 +184,5 @@ def plan_sweep(model: nn.Module, dataset: Dataset, cfg: SweepConfig, device: tor
     spec = run_spec(cfg, n=n, image_shape=tuple(x0.shape), num_classes=probe.num_classes,
                     layers=tuple(p.spec for p in probed.values()), has_mask=has_mask,
                     description=describe_run(model, dataset, cfg, n, list(layers), tuple(x0.shape)))
-    return SweepPlan(spec, extract_plan(cfg, layers, probed, spec.topk), device, has_mask)
+    modified = frozenset(n for n in layers if probe.calls[probe.index(n)].modified_later)
+    return SweepPlan(spec, extract_plan(cfg, layers, probed, spec.topk, modified), device, has_mask)

@@ -21,11 +21,13 @@ from attrstream.engine.extract import forward_logits
 
 @dataclass(frozen=True)
 class ModuleCall:
-    """One finished call of a module: its name, the module, and its output shape per example."""
+    """One finished call of a module: its name, the module, its output shape per example, and whether
+    the rest of the forward modified that output in place."""
 
     name: str
     module: nn.Module
     shape: tuple[int, ...]
+    modified_later: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,13 +84,13 @@ def probe_model(model: nn.Module, x: torch.Tensor) -> Probe:
 
 
 def _trace(model: nn.Module, x: torch.Tensor, tensors: dict[str, torch.Tensor] | None) -> Probe:
-    calls: list[ModuleCall] = []
+    calls: list[tuple[str, nn.Module, torch.Tensor, int]] = []
 
     def make_hook(name: str):
         def hook(module: nn.Module, _inputs: object, output: object) -> None:
             tensor = first_tensor(output)
             if tensor is not None:
-                calls.append(ModuleCall(name, module, tuple(tensor.shape[1:])))
+                calls.append((name, module, tensor, tensor._version))
 
         return hook
 
@@ -102,4 +104,5 @@ def _trace(model: nn.Module, x: torch.Tensor, tensors: dict[str, torch.Tensor] |
     finally:
         for handle in handles:
             handle.remove()
-    return Probe(int(logits.shape[1]), tuple(calls))
+    return Probe(int(logits.shape[1]), tuple(ModuleCall(name, module, tuple(t.shape[1:]), t._version != version)
+                                             for name, module, t, version in calls))
