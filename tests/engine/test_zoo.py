@@ -23,6 +23,7 @@ from attrstream.engine import sweep
 from attrstream.engine.config import ModelSpec
 from attrstream.engine.data import FakeImages
 from attrstream.engine.models import build_model
+from tests.engine.test_layouts import stats64
 
 # The smallest input each family takes with maps larger than 1×1 at its last stage.
 IMAGE_SIZE = {"alexnet": 128, "inception_v3": 299, "maxvit_t": 224, "vit_b_16": 224, "vit_b_32": 224}
@@ -95,12 +96,6 @@ def activations(model: torch.nn.Module, x: torch.Tensor, layers: tuple[str, ...]
         for h in handles:
             h.remove()
     return kept
-
-
-def stats64(a: torch.Tensor) -> np.ndarray:
-    a = a.double().flatten(2)
-    return torch.stack([a.mean(2), a.std(2, unbiased=False), a.amin(2), a.amax(2), (a > 0).double().mean(2)],
-                       dim=2).numpy()
 
 
 @pytest.mark.parametrize("name", zoo_params())
