@@ -86,12 +86,14 @@ def setup(args: argparse.Namespace, n: int) -> Setup:
     from attrstream.engine.capture import default_layers, resolve_layers
     from attrstream.engine.data import FakeImages
     from attrstream.engine.models import ModelSpec, build_model
+    from attrstream.engine.probe import probe_model
 
     device = torch.device(args.device)
     model = build_model(ModelSpec(args.model)).to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    names = args.layers.split(",") if args.layers else default_layers(model)
+    example = torch.zeros(1, 3, args.image_size, args.image_size, device=device)
+    names = args.layers.split(",") if args.layers else default_layers(model, probe_model(model, example))
     dataset = FakeImages(n=n, image_size=args.image_size, num_classes=1000, seed=0)
     return Setup(model, resolve_layers(model, names), dataset, device, args)
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from attrstream.engine.errors import ModelError, close_matches
+
+if TYPE_CHECKING:
+    from attrstream.engine.probe import Probe
 
 
 def resolve_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module]:
@@ -37,48 +41,98 @@ def resolve_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Modul
     return resolved
 
 
-def default_layers(model: nn.Module) -> list[str]:
-    """Top-level stages worth explaining when the user names none.
+def default_layers(model: nn.Module, probe: Probe) -> list[str]:
+    """The layers worth explaining when the user names none, read from the probe's trace.
 
-    torchvision CNNs: the ``layer1..4`` / ``features`` blocks; ViTs: the last encoder block;
-    anything else: every top-level child that produces a spatial map (decided later, by shape).
+    Vision transformers (a class token read out by the head): the last encoder block's input norm,
+    whose patch tokens reach the output through attention (the last block's own output reaches it
+    only through the class token, so its patch maps are zero by construction). Anything else: the
+    model's stages — its top-level children, in the order they ran, with a spatial or token-grid
+    output, up to the first that pools to 1×1 or flattens (the head, the classifier); a
+    ``ModuleList`` that never runs itself stands for its last child that ran; auxiliary heads are
+    excluded because they do not run in eval. Lone operations (a conv, a norm, a pool) are parts
+    of a stage, not stages, and count only in a model made of nothing else.
     """
-    children = [n for n, _ in model.named_children()]
-    stages = [n for n in children if n.startswith("layer") and n[5:].isdigit()]
-    if stages:
-        return stages
-    modules = dict(model.named_modules())
-    encoder_blocks = [n for n in modules if n.startswith("encoder.layers.") and n.count(".") == 2]
-    if encoder_blocks:
-        return [encoder_blocks[-1]]
-    if "features" in children:
-        return ["features"]
-    return [n for n, m in model.named_children() if not isinstance(m, (nn.Linear, nn.Dropout, nn.Flatten))]
+    vit = _vision_transformer_layer(model)
+    if vit is not None:
+        return [vit]
+    candidates = _stage_names(model)
+    body: list[str] = []
+    seen: set[str] = set()
+    for call in probe.calls:
+        if call.name not in candidates or call.name in seen:
+            continue
+        seen.add(call.name)
+        if not _has_grid(call.shape):
+            break
+        body.append(call.name)
+    body = _last_of_each_list(model, body)
+    stages = [n for n in body if any(True for _ in model.get_submodule(n).children())]
+    return stages or body
 
 
-def _first_tensor(output: object) -> torch.Tensor | None:
+def _vision_transformer_layer(model: nn.Module) -> str | None:
+    if not isinstance(getattr(model, "class_token", None), torch.Tensor):
+        return None
+    norms = [n for n, _ in model.named_modules() if n.startswith("encoder.layers.") and n.endswith(".ln_1")]
+    return norms[-1] if norms else None
+
+
+def _stage_names(model: nn.Module) -> set[str]:
+    names: set[str] = set()
+    for name, child in model.named_children():
+        if isinstance(child, (nn.ModuleList, nn.ModuleDict)):
+            names.update(f"{name}.{sub}" for sub, _ in child.named_children())
+        else:
+            names.add(name)
+    return names
+
+
+def _has_grid(shape: tuple[int, ...]) -> bool:
+    """A map worth drawing: [C,H,W] or [H,W,C] not pooled to 1×1, or [T,C] / [C,L] with more than one position."""
+    if len(shape) == 3:
+        return shape[1:] != (1, 1) and shape[:2] != (1, 1)
+    return len(shape) == 2 and min(shape) > 1
+
+
+def _last_of_each_list(model: nn.Module, names: list[str]) -> list[str]:
+    """Keep, of the children of one ModuleList/ModuleDict, only the last that ran."""
+    last: dict[str, str] = {}
+    for name in names:
+        parent = name.rpartition(".")[0]
+        if parent:
+            last[parent] = name
+    return [n for n in names if not n.rpartition(".")[0] or last[n.rpartition(".")[0]] == n]
+
+
+def first_tensor(output: object) -> torch.Tensor | None:
+    """The tensor a module returned, or the first one of a tuple/list output (what hooks keep)."""
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, (tuple, list)):
         for item in output:
-            found = _first_tensor(item)
+            found = first_tensor(item)
             if found is not None:
                 return found
     return None
 
 
 @contextmanager
-def capture_outputs(model: nn.Module, layers: dict[str, nn.Module]) -> Iterator[dict[str, torch.Tensor]]:
+def capture_outputs(model: nn.Module, layers: dict[str, nn.Module],
+                    copied: frozenset[str] = frozenset()) -> Iterator[dict[str, torch.Tensor]]:
     """Keep the output of each layer (the first tensor of a tuple output) while the block runs.
 
-    Hooks are removed in ``finally``, whatever happens inside. A layer called twice in one
-    forward (shared modules) is an error: its gradient would be ambiguous.
+    The model goes on with a copy of the output of each layer in ``copied``: those the model later
+    modifies in place (DenseNet's ``F.relu(features, inplace=True)``), which would otherwise turn
+    the kept activation into another layer's. Hooks are removed in ``finally``, whatever happens
+    inside. A layer called twice in one forward (shared modules) is an error: its gradient would
+    be ambiguous.
     """
     captured: dict[str, torch.Tensor] = {}
 
     def make_hook(name: str):
         def hook(_module: nn.Module, _inputs: object, output: object) -> None:
-            tensor = _first_tensor(output)
+            tensor = first_tensor(output)
             if tensor is None:
                 raise ModelError(f"Layer {name!r} returned no tensor ({type(output).__name__}).")
             if name in captured:
@@ -87,6 +141,7 @@ def capture_outputs(model: nn.Module, layers: dict[str, nn.Module]) -> Iterator[
                     "pick a layer that runs once."
                 )
             captured[name] = tensor
+            return tensor.clone() if name in copied and tensor is output else None
 
         return hook
 

@@ -7,13 +7,14 @@ defaults and help live here once. Torch-free, so that ``attrstream --help`` stay
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
 from attrstream.engine.errors import ConfigError
 from attrstream.engine.methods import Target, parse_target, split_methods
-from attrstream.engine.options import csv, int_pair, option
-from attrstream.engine.vocabulary import COMPRESSORS, DEFAULT_METHODS, DTYPES
+from attrstream.engine.options import assignments, csv, int_pair, option
+from attrstream.engine.vocabulary import COMPRESSORS, DEFAULT_METHODS, DTYPES, LAYER_LAYOUTS
 from attrstream.kernels.names import REDUCTIONS
 
 
@@ -56,6 +57,20 @@ def _names(name: str, value: Any, *, allow_empty: bool = False) -> tuple[str, ..
     return tuple(items)
 
 
+def _layouts(value: Any) -> dict[str, str]:
+    """``{layer: layout}`` (a mapping, or ``"a=nhwc,b=tokens"``) with every layout among LAYER_LAYOUTS."""
+    try:
+        given = {} if value is None else assignments(value) if isinstance(value, str) else value
+    except argparse.ArgumentTypeError as err:
+        raise ConfigError(f"Expected layer-layout as 'layer=layout,...': {err}.") from None
+    if not isinstance(given, dict) or not all(isinstance(k, str) and k for k in given):
+        raise ConfigError(f"Expected layer-layout as {{layer: layout}} or 'layer=layout,...', got {value!r}.")
+    for layer, layout in given.items():
+        if layout not in LAYER_LAYOUTS:
+            raise ConfigError(f"Expected the layout of {layer!r} among {', '.join(LAYER_LAYOUTS)}, got {layout!r}.")
+    return dict(given)
+
+
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"Expected {_flag(name)} in ({', '.join(choices)}), got {value!r}.")
@@ -78,6 +93,9 @@ class SweepConfig:
     autocast: bool = option(False, "bf16 autocast for the forward pass")
     num_workers: int = option(0, "data loader worker processes")
     limit: int | None = option(None, "sweep only the first N examples", parse=int, metavar="N")
+    layer_layouts: dict[str, str] | None = option(None, "per-layer layout override, LAYER=LAYOUT,... with LAYOUT one of "
+                                           f"{', '.join(LAYER_LAYOUTS)} (default: decided from the model)",
+                                           parse=assignments, flag="--layer-layout", metavar="L=LAYOUT")
     token_grid: tuple[int, int] | None = option(None, "HxW patch grid of token layers (default: square)",
                                                 parse=int_pair, metavar="HxW")
     smoothgrad_samples: int = option(8, "noisy samples per image for smoothgrad")
@@ -112,6 +130,7 @@ class SweepConfig:
         _choice("dtype", self.dtype, DTYPES)
         _choice("reduce", self.reduce, REDUCTIONS)
         _choice("compressor", self.compressor, COMPRESSORS)
+        set_(self, "layer_layouts", _layouts(self.layer_layouts))
         if self.token_grid is not None:
             grid = tuple(self.token_grid) if isinstance(self.token_grid, (list, tuple)) else ()
             if len(grid) != 2:

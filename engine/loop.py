@@ -61,6 +61,23 @@ class NonFiniteWarner:
             )
 
 
+class ZeroLogitsWarner:
+    """Warns once when every logit of a batch is zero (torchvision zero-initializes the ViT head, so a
+    random-init ViT explains nothing: every gradient is zero too)."""
+
+    def __init__(self) -> None:
+        self.warned = False
+
+    def check(self, arrays: dict[str, np.ndarray]) -> None:
+        logits = arrays.get("outputs/logits")
+        if self.warned or logits is None or logits.size == 0 or np.any(logits != 0):
+            return
+        self.warned = True
+        warnings.warn("Every logit of a batch is zero (an untrained head? torchvision zero-initializes ViT's): "
+                      "every gradient, and so every map, is zero too. Load weights (--weights) for maps that mean something.",
+                      RuntimeWarning, stacklevel=3)
+
+
 def skipped_examples(errors: list[str], index: torch.Tensor, skip: bool) -> np.ndarray:
     """``inputs/skipped`` rows of a batch; an unreadable example without ``skip`` is a DataError."""
     skipped = np.array([bool(e) for e in errors], dtype=np.uint8)
@@ -107,7 +124,7 @@ def run_units(model: nn.Module, dataset: Dataset, writer: StoreWriter, plan: Swe
     loader = make_loader(items, ranges, batch_size, num_workers, pin_memory=plan.device.type == "cuda")
     to_rgb = rgb_converter(dataset)
     copier = HostCopier(plan.device)
-    warner = NonFiniteWarner()
+    warner, zero_logits = NonFiniteWarner(), ZeroLogitsWarner()
     bar = tqdm(total=sum(b - a for a, b in ranges), unit="img", disable=not show_bar, dynamic_ncols=True, file=sys.stderr)
 
     def flush(ready) -> None:
@@ -115,6 +132,7 @@ def run_units(model: nn.Module, dataset: Dataset, writer: StoreWriter, plan: Swe
             return
         start, arrays = ready
         warner.check(arrays, arrays["inputs/index"])
+        zero_logits.check(arrays)
         writer.append(start, arrays)
         bar.update(len(arrays["inputs/index"]))
         show_units(refresh=False)

@@ -72,6 +72,15 @@ def csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+def assignments(value: str) -> dict[str, str]:
+    """``"a=x, b=y"`` → ``{"a": "x", "b": "y"}``: the parse of per-name options (``--layer-layout``)."""
+    pairs = [item.partition("=") for item in csv(value)]
+    bad = [k for k, eq, v in pairs if not (k.strip() and eq and v.strip())]
+    if bad:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE[,NAME=VALUE...], got {value!r}")
+    return {k.strip(): v.strip() for k, _, v in pairs}
+
+
 def int_pair(value: str) -> tuple[int, int]:
     """``"14x14"`` (or ``"14"``) → ``(14, 14)``."""
     h, _, w = value.lower().partition("x")

@@ -8,6 +8,7 @@ each batch computes) and :func:`describe_run` (the configuration recorded in the
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +20,11 @@ from attrstream.engine.capture import default_layers, inference_mode_for_attribu
 from attrstream.engine.config import SweepConfig
 from attrstream.engine.data import first_readable
 from attrstream.engine.errors import ConfigError, DataError
-from attrstream.engine.extract import ExtractPlan, layer_shapes, token_grid
+from attrstream.engine.extract import ExtractPlan
+from attrstream.engine.layouts import channels_and_map, decide_layout, token_grid
 from attrstream.engine.methods import split_methods, target_name
 from attrstream.engine.models import weights_sha256
+from attrstream.engine.probe import Probe, probe_model
 from attrstream.engine.store import LayerSpec, RunSpec
 from attrstream.engine.vocabulary import LAYER_MAP_METHODS
 
@@ -52,18 +55,24 @@ def thumbnail_shape(h: int, w: int) -> tuple[int, int]:
     return max(1, round(h * s)), max(1, round(w * s))
 
 
-def probed_layer(name: str, shape: tuple[int, ...], layer_methods: tuple[str, ...],
-                 given_grid: tuple[int, int] | None) -> ProbedLayer:
-    """The layer's channels and map shape from its per-example output shape."""
+def probed_layer(name: str, probe: Probe, layer_methods: tuple[str, ...], given_grid: tuple[int, int] | None,
+                 given_layout: str | None = None) -> ProbedLayer:
+    """The layer's layout (decided here, once), channels and map shape, from the probe's trace."""
+    shape = probe.shape(name)
+    layout = decide_layout(name, probe, given_layout)
     wants_maps = bool(set(LAYER_MAP_METHODS) & set(layer_methods))
-    if len(shape) == 3:
-        return ProbedLayer(LayerSpec(name, shape[0], (shape[1], shape[2]) if wants_maps else None))
-    if len(shape) == 2:  # tokens [T, C]
-        grid = token_grid(shape[0], given_grid) if wants_maps else None
-        return ProbedLayer(LayerSpec(name, shape[1], grid[:2] if grid else None), grid)
-    if len(shape) == 1:
-        return ProbedLayer(LayerSpec(name, shape[0], None))
-    raise ConfigError(f"Layer {name!r} has output shape {shape} per example; expected [C,H,W], [T,C] or [C].")
+    grid = token_grid(shape[0], given_grid) if layout == "tokens" and wants_maps else None
+    channels, map_shape = channels_and_map(shape, layout, grid)
+    return ProbedLayer(LayerSpec(name, channels, map_shape if wants_maps else None, layout), grid)
+
+
+def _warn_vectors(probed: dict[str, ProbedLayer], layer_methods: tuple[str, ...]) -> None:
+    """Say once that map methods skip ``vector`` layers, instead of storing nothing without a word."""
+    maps = [m for m in LAYER_MAP_METHODS if m in layer_methods]
+    vectors = [name for name, p in probed.items() if p.spec.layout == "vector"]
+    if maps and vectors:
+        warnings.warn(f"Layer(s) {', '.join(vectors)} give one value per channel ([C], layout vector): "
+                      f"{'/'.join(maps)} do not apply there; storing their statistics only.", RuntimeWarning, stacklevel=3)
 
 
 def describe_run(model: nn.Module, dataset: Dataset, cfg: SweepConfig, n: int, layers: list[str],
@@ -114,7 +123,8 @@ def run_spec(cfg: SweepConfig, *, n: int, image_shape: tuple[int, ...], num_clas
     )
 
 
-def extract_plan(cfg: SweepConfig, layers: dict[str, nn.Module], probed: dict[str, ProbedLayer], topk: int) -> ExtractPlan:
+def extract_plan(cfg: SweepConfig, layers: dict[str, nn.Module], probed: dict[str, ProbedLayer], topk: int,
+                 copied: frozenset[str] = frozenset()) -> ExtractPlan:
     """What each batch computes, for this sweep."""
     input_methods, layer_methods = split_methods(cfg.methods)
     return ExtractPlan(
@@ -126,7 +136,9 @@ def extract_plan(cfg: SweepConfig, layers: dict[str, nn.Module], probed: dict[st
         out_dtype=torch.float16 if cfg.dtype == "float16" else torch.float32,
         topk=topk,
         autocast=cfg.autocast,
+        layouts={name: p.spec.layout for name, p in probed.items()},
         token_grids={name: p.grid for name, p in probed.items() if p.grid is not None},
+        copied=copied,
         smoothgrad_samples=cfg.smoothgrad_samples,
         ig_steps=cfg.ig_steps,
         internal_batch_size=cfg.internal_batch_size or cfg.batch_size,
@@ -135,7 +147,8 @@ def extract_plan(cfg: SweepConfig, layers: dict[str, nn.Module], probed: dict[st
 
 def plan_sweep(model: nn.Module, dataset: Dataset, cfg: SweepConfig, device: torch.device, *,
                announce: bool) -> SweepPlan:
-    """Resolve layers and probe shapes (one forward of the first readable image); moves ``model`` to ``device``."""
+    """Probe the model (one forward of the first readable image), pick or check the layers, decide their
+    layouts; moves ``model`` to ``device``."""
     n = len(dataset)  # type: ignore[arg-type]
     if cfg.limit is not None:
         n = min(n, cfg.limit)
@@ -147,17 +160,29 @@ def plan_sweep(model: nn.Module, dataset: Dataset, cfg: SweepConfig, device: tor
 
     _, layer_methods = split_methods(cfg.methods)
     model = model.to(device)
-    names = list(cfg.layers) if cfg.layers is not None else default_layers(model)
+    given = resolve_layers(model, cfg.layers) if cfg.layers is not None and layer_methods else None
+    with inference_mode_for_attribution(model):
+        probe = probe_model(model, x0[None].to(device))
+    names = list(cfg.layers) if cfg.layers is not None else default_layers(model, probe)
+    if not names and layer_methods:
+        raise ConfigError(f"No layer of {type(model).__name__} has a spatial output at input size {list(x0.shape)}: "
+                          "pass --layers, a larger --image-size, or methods without layer methods.")
     if cfg.layers is None and layer_methods and announce:
         print(f"attrstream: no layers given; using {', '.join(names)}", file=sys.stderr)
-    layers = resolve_layers(model, names if layer_methods else [])
-    with inference_mode_for_attribution(model):
-        num_classes, shapes = layer_shapes(model, x0[None].to(device), layers)
-    if isinstance(cfg.target, int) and cfg.target >= num_classes:
-        raise ConfigError(f"Target class {cfg.target} is outside the model's outputs: expected 0..{num_classes - 1}.")
-    probed = {name: probed_layer(name, shapes[name], layer_methods, cfg.token_grid) for name in layers}
+    layers = given if given is not None else resolve_layers(model, names if layer_methods else [])
+    probe.check_ran_once(layers)
+    unknown = sorted(set(cfg.layer_layouts) - set(layers))
+    if unknown:
+        raise ConfigError(f"Expected --layer-layout for layers of this sweep ({', '.join(layers) or 'none'}), "
+                          f"got {', '.join(unknown)}.")
+    if isinstance(cfg.target, int) and cfg.target >= probe.num_classes:
+        raise ConfigError(f"Target class {cfg.target} is outside the model's outputs: expected 0..{probe.num_classes - 1}.")
+    probed = {name: probed_layer(name, probe, layer_methods, cfg.token_grid, cfg.layer_layouts.get(name))
+              for name in layers}
+    _warn_vectors(probed, layer_methods)
     has_mask = callable(getattr(dataset, "mask", None))
-    spec = run_spec(cfg, n=n, image_shape=tuple(x0.shape), num_classes=num_classes,
+    spec = run_spec(cfg, n=n, image_shape=tuple(x0.shape), num_classes=probe.num_classes,
                     layers=tuple(p.spec for p in probed.values()), has_mask=has_mask,
                     description=describe_run(model, dataset, cfg, n, list(layers), tuple(x0.shape)))
-    return SweepPlan(spec, extract_plan(cfg, layers, probed, spec.topk), device, has_mask)
+    modified = frozenset(n for n in layers if probe.calls[probe.index(n)].modified_later)
+    return SweepPlan(spec, extract_plan(cfg, layers, probed, spec.topk, modified), device, has_mask)

@@ -1,4 +1,4 @@
-"""The engine's vocabulary: method names, storage dtypes and compressors, defined once, torch-free.
+"""The engine's vocabulary: method names, layer layouts, storage dtypes and compressors, defined once, torch-free.
 
 The CLI, the config, the store layout and the renderers all import these; the kernels' own names
 (statistics, reductions) live in :mod:`attrstream.kernels.names`.
@@ -14,3 +14,5 @@ ALL_METHODS = INPUT_METHODS + LAYER_METHODS
 DEFAULT_METHODS = ("grad_x_input", "saliency", "stats", "grad_cam")
 DTYPES = ("float16", "float32")  # map storage dtypes
 COMPRESSORS = ("lz4", "zstd")
+# How a layer's per-example output is read: [C,H,W], [H,W,C], 1-D conv [C,L], tokens [T,C], or [C]
+LAYER_LAYOUTS = ("nchw", "nhwc", "ncl", "tokens", "vector")

@@ -71,7 +71,8 @@ def array_specs(spec: RunSpec) -> list[ArraySpec]:
             ArraySpec("outputs/topk_prob", "float32", (n, spec.topk), ("example", "k")),
         ]
     else:
-        arrays.append(ArraySpec("outputs/logits", "float16", (n, spec.num_classes), ("example", "class")))
+        # float32: random-init logits reach 1e12 (older stores hold float16; the reader upcasts them)
+        arrays.append(ArraySpec("outputs/logits", "float32", (n, spec.num_classes), ("example", "class")))
     arrays += [
         ArraySpec("outputs/pred", "int64", (n,), ("example",)),
         ArraySpec("outputs/target", "int64", (n,), ("example",)),

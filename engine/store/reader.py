@@ -158,8 +158,12 @@ class Run:
         return self._rows(self.group[path], examples)
 
     def outputs(self, examples: Examples = slice(None)) -> dict[str, np.ndarray]:
-        """``outputs/*`` rows: logits or topk_index/topk_prob, pred, target, score."""
-        return self._subgroup("outputs", examples)
+        """``outputs/*`` rows: logits (float32, also from older float16 stores) or topk_index/topk_prob,
+        pred, target, score."""
+        rows = self._subgroup("outputs", examples)
+        if "logits" in rows:
+            rows["logits"] = rows["logits"].astype(np.float32, copy=False)
+        return rows
 
     def inputs(self, examples: Examples = slice(None)) -> dict[str, np.ndarray]:
         """``inputs/*`` rows: index, label, thumbnail, skipped and mask when present."""

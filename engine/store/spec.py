@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from attrstream.engine.errors import ConfigError, close_matches
-from attrstream.engine.vocabulary import COMPRESSORS, DTYPES, INPUT_METHODS, LAYER_METHODS
+from attrstream.engine.vocabulary import COMPRESSORS, DTYPES, INPUT_METHODS, LAYER_LAYOUTS, LAYER_METHODS
 
 SCHEMA_VERSION = 1  # the store format version: readers refuse another one
 _NOT_FINGERPRINTED = ("compressor",)
@@ -40,11 +40,13 @@ def _positive_ints(name: str, values: tuple[int, ...]) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One hooked layer: its verbatim name, channel count and the (h, w) of its maps."""
+    """One hooked layer: its verbatim name, channel count, the (h, w) of its maps and the layout its
+    output was read in (stores written before layouts were recorded read as ``nchw``)."""
 
     name: str
     channels: int
     map_shape: tuple[int, int] | None = None
+    layout: str = "nchw"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name or self.name.startswith("__"):
@@ -57,6 +59,9 @@ class LayerSpec:
             if len(shape) != 2:
                 raise ConfigError(f"Expected map_shape (h, w) for layer {self.name!r}, got {shape!r}.")
             object.__setattr__(self, "map_shape", _positive_ints(f"map_shape of {self.name!r}", shape))
+        if self.layout not in LAYER_LAYOUTS:
+            raise ConfigError(f"Expected the layout of layer {self.name!r} among {', '.join(LAYER_LAYOUTS)}, "
+                              f"got {self.layout!r}.")
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,8 @@ class RunSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
         fields = dict(data)
         fields["layers"] = tuple(
-            LayerSpec(lay["name"], lay["channels"], tuple(lay["map_shape"]) if lay["map_shape"] else None)
+            LayerSpec(lay["name"], lay["channels"], tuple(lay["map_shape"]) if lay["map_shape"] else None,
+                      lay.get("layout", "nchw"))
             for lay in fields.get("layers", ())
         )
         return cls(**fields)

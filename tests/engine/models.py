@@ -116,3 +116,32 @@ def unreachable_checkpoint(num_classes: int = 5) -> nn.Module:
 def fixed_head() -> nn.Module:
     """A factory without a num_classes parameter."""
     return tiny_cnn()
+
+
+class Rescale(nn.Module):
+    """A parameter-free first layer: nothing in the model says which axis of its output holds channels."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * x
+
+
+def rescaled_cnn(num_classes: int = 5) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(Rescale(), TinyCNN(num_classes))
+
+
+class SequenceNet(nn.Module):
+    """Image rows as a 1-D signal: ``[N, 3·H, W]`` through a Conv1d (its output is ``[N, C, L]``)."""
+
+    def __init__(self, rows: int = 16, num_classes: int = 5):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv1d(3 * rows, 8, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x.flatten(1, 2)).mean(2))
+
+
+def sequence_net(num_classes: int = 5) -> nn.Module:
+    torch.manual_seed(0)
+    return SequenceNet(num_classes=num_classes)

@@ -66,7 +66,7 @@ def example_data(spec: RunSpec, seed: int) -> dict[str, np.ndarray]:
         "inputs/thumbnail": np.clip(thumb, 0, 255).astype(np.uint8),
         "inputs/skipped": np.zeros(n, np.uint8),
         "inputs/mask": (_blob(centre, h, 0.1) > 0.5).astype(np.uint8),
-        "outputs/logits": logits.astype(np.float16),
+        "outputs/logits": logits.astype(np.float32),
         "outputs/pred": logits.argmax(1).astype(np.int64),
         "outputs/target": logits.argmax(1).astype(np.int64),
         "outputs/score": logits.max(1).astype(np.float32),
