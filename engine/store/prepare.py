@@ -24,7 +24,7 @@ from attrstream.engine.errors import (
     StoreLockedError,
     disk_full_as_error,
 )
-from attrstream.engine.store.layout import array_specs, create_layout, run_metadata
+from attrstream.engine.store.layout import array_specs, create_layout, example_arrays, run_metadata
 from attrstream.engine.store.location import PARTIAL_SUFFIX, NoLock, StoreLocation, locate, open_group
 from attrstream.engine.store.lock import WriterLock, is_lock_file
 from attrstream.engine.store.meta import (
@@ -208,7 +208,7 @@ def open_writer(
             rank, world = share
             todo = [u for u in range(spec.n_units()) if not done[u]][rank::world]
             return StoreWriter(root, group, spec, lock, [u for u in todo if u in set(wanted)],
-                               units_done=int(done.sum()), on_unit_done=on_unit_done)
+                               arrays=example_arrays(spec), units_done=int(done.sum()), on_unit_done=on_unit_done)
         except BaseException:
             lock.release()
             raise

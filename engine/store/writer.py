@@ -3,7 +3,7 @@
 The compute loop appends per-batch rows; a unit (``spec.unit`` examples, one shard of every
 per-example array) is handed to the background thread once all its rows arrived. The thread writes
 each array's shard in one aligned call (zarr encodes and stores a whole shard once, atomically),
-then sets ``progress/unit_done[u]``. Two buffers bound the memory: when both are taken, ``append``
+then sets the unit's done marker (``progress/unit_done[u]`` for a sweep). Two buffers bound the memory: when both are taken, ``append``
 blocks until the thread frees one (backpressure) instead of allocating more.
 """
 
@@ -16,17 +16,28 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Protocol
 
 import numpy as np
 import zarr
 
 from attrstream.engine.errors import DiskFullError, StoreError, WriterError, is_disk_full, no_space_message
-from attrstream.engine.store.layout import WRITE_CONFIG, example_arrays
+from attrstream.engine.store.layout import WRITE_CONFIG, ArraySpec
 from attrstream.engine.store.location import NoLock, StoreLocation
 from attrstream.engine.store.lock import WriterLock
-from attrstream.engine.store.spec import RunSpec
+from attrstream.engine.store.meta import DONE_PATH
 
 N_BUFFERS = 2
+
+
+class Units(Protocol):
+    """How an example axis is cut into units: a sweep's :class:`RunSpec`, or any other grid
+    (evaluation metrics share the sweep's; feature visualization has one example per channel)."""
+
+    n: int
+    unit: int
+
+    def unit_range(self, u: int) -> tuple[int, int]: ...
 
 
 def write_region(array: zarr.Array, start: int, data: np.ndarray) -> None:
@@ -53,17 +64,22 @@ class StoreWriter:
     Built by :func:`~attrstream.engine.store.prepare.open_writer`; closing it (or leaving its
     ``with`` block) writes the complete units, joins the thread and releases the lock.
 
-    ``on_unit_done(u)`` (optional) is called from the writer thread after unit ``u`` is marked done.
+    ``arrays`` are the per-example arrays it fills (one shard each per unit) and ``progress`` the
+    path of their done markers: a sweep's arrays and ``progress/unit_done``, or a later job's own
+    arrays with its own progress array in the same store. ``on_unit_done(u)`` (optional) is called
+    from the writer thread after unit ``u`` is marked done.
     """
 
     def __init__(
         self,
         location: StoreLocation,
         group: zarr.Group,
-        spec: RunSpec,
+        spec: Units,
         lock: WriterLock | NoLock,
         todo: Sequence[int],
         *,
+        arrays: Sequence[ArraySpec],
+        progress: str = DONE_PATH,
         units_done: int = 0,
         on_unit_done: Callable[[int], None] | None = None,
     ) -> None:
@@ -74,10 +90,10 @@ class StoreWriter:
         self._lock = lock
         self.todo: list[int] = list(todo)
         self.units_done_before = units_done  # units already marked done when this writer opened
-        self._expected = {a.path: a for a in example_arrays(spec)}
+        self._expected = {a.path: a for a in arrays}
         try:
             self._arrays = {key: self.group[key].with_config(WRITE_CONFIG) for key in self._expected}
-            self._unit_done = self.group["progress/unit_done"]
+            self._unit_done = self.group[progress]
         except KeyError as err:
             self._lock.release()
             raise StoreError(f"Expected the array {err} in the store {self.path}, found none: the store is damaged.") from None
@@ -108,7 +124,7 @@ class StoreWriter:
     def append(self, start: int, arrays: Mapping[str, np.ndarray]) -> None:
         """Add rows ``[start, start + len)`` of every per-example array.
 
-        ``arrays`` maps every key of :func:`example_arrays` (store paths such as
+        ``arrays`` maps the path of every array this writer fills (store paths such as
         ``"attributions/saliency"``) to rows in the stored dtype and row shape, maps already divided
         by their ``_scale``. Rows must lie in todo units and continue each unit in order; a batch
         may span two units, and units may come in any order. Blocks while both buffers are taken.
