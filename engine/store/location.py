@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import uuid
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,20 @@ class LocalLocation:
     def delete(self, key: str) -> None:
         """Remove the object ``key`` under the root, if present."""
         (self.path / key).unlink(missing_ok=True)
+
+    def write(self, key: str, parts: Sequence[bytes]) -> None:
+        """Store the concatenated ``parts`` as object ``key``, atomically: a temp file named as
+        zarr's LocalStore names its own (so :meth:`clean_partials` finds it), then a rename."""
+        path = self.path / key
+        tmp = path.with_suffix(f".{uuid.uuid4().hex}{PARTIAL_SUFFIX}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with tmp.open("wb") as f:
+                f.writelines(parts)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def make_dir(self) -> None:
         try:
@@ -187,6 +202,10 @@ class UrlLocation:
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._fs.rm_file(f"{self._root}/{key}")
+
+    def write(self, key: str, parts: Sequence[bytes]) -> None:
+        """Store the concatenated ``parts`` as object ``key`` (one put: atomic on object stores)."""
+        self._fs.pipe_file(f"{self._root}/{key}", b"".join(parts))
 
     def make_dir(self) -> None:
         probe = f"{self._root}/.write-probe"

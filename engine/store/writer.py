@@ -9,11 +9,13 @@ blocks until the thread frees one (backpressure) instead of allocating more.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
@@ -26,8 +28,11 @@ from attrstream.engine.store.layout import WRITE_CONFIG, ArraySpec
 from attrstream.engine.store.location import NoLock, StoreLocation
 from attrstream.engine.store.lock import WriterLock
 from attrstream.engine.store.meta import DONE_PATH
+from attrstream.engine.store.shards import ShardEncoder
+from attrstream.engine.store.verify import shard_key
 
 N_BUFFERS = 2
+ENCODE_THREADS = min(4, os.cpu_count() or 1)  # Blosc releases the GIL: encoding scales with cores
 
 
 class Units(Protocol):
@@ -40,9 +45,14 @@ class Units(Protocol):
     def unit_range(self, u: int) -> tuple[int, int]: ...
 
 
-def write_region(array: zarr.Array, start: int, data: np.ndarray) -> None:
-    """Write rows ``[start, start + len(data))`` of ``array`` (a whole shard: one encode, one store)."""
-    array[start : start + len(data)] = data
+def write_shard(location: StoreLocation, array: zarr.Array, unit: int, start: int, data: np.ndarray,
+                encoded: list[Future[bytes]] | None) -> None:
+    """Store unit ``unit``'s shard of ``array``, rows ``[start, start + len(data))``: as one object from
+    its ``encoded`` inner chunks when it is whole and in our layout, else through zarr's own write."""
+    if encoded is not None:
+        location.write(shard_key(array, unit), ShardEncoder.assemble([f.result() for f in encoded]))
+    else:
+        array[start : start + len(data)] = data
 
 
 @dataclass
@@ -94,6 +104,8 @@ class StoreWriter:
         try:
             self._arrays = {key: self.group[key].with_config(WRITE_CONFIG) for key in self._expected}
             self._unit_done = self.group[progress]
+            self._encoders = {key: ShardEncoder.for_array(array) for key, array in self._arrays.items()}
+            self._encode_pool = ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="attrstream-encode")
         except KeyError as err:
             self._lock.release()
             raise StoreError(f"Expected the array {err} in the store {self.path}, found none: the store is damaged.") from None
@@ -255,8 +267,18 @@ class StoreWriter:
 
     def _write_unit(self, buf: _Unit) -> None:
         rows = buf.stop - buf.start
-        for key, array in self._arrays.items():
-            write_region(array, buf.start, buf.arrays[key][:rows])
+        # Every inner chunk of every whole shard is queued for encoding at once; shards are stored
+        # in order as their chunks finish, so storing one overlaps encoding the next.
+        encoding = {key: [self._encode_pool.submit(enc.blosc.encode, c) for c in enc.inner_chunks(buf.arrays[key])]
+                    for key, enc in self._encoders.items() if enc is not None and rows == enc.shard_rows}
+        try:
+            for key, array in self._arrays.items():
+                write_shard(self.path, array, buf.index, buf.start, buf.arrays[key][:rows], encoding.get(key))
+        finally:  # nothing may still read the buffer once it is handed back
+            for futures in encoding.values():
+                for f in futures:
+                    f.cancel()
+            wait([f for futures in encoding.values() for f in futures])
         self._unit_done[buf.index] = 1  # only after every array of the unit is stored
         if self._on_unit_done is not None:
             self._on_unit_done(buf.index)
@@ -287,6 +309,7 @@ class StoreWriter:
                 self._stopping = True
                 self._cv.notify_all()
             self._thread.join()
+            self._encode_pool.shutdown()
             self._stopped = time.perf_counter()
         finally:
             self._lock.release()

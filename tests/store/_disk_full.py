@@ -15,6 +15,7 @@ import sys
 from zarr.storage import LocalStore
 
 from attrstream.engine.cli import main
+from attrstream.engine.store.location import LocalLocation
 
 FULL = OSError(errno.ENOSPC, "No space left on device")
 FAILS_AT = {
@@ -45,6 +46,14 @@ def full_disk(phase: str) -> None:
         return await set_(self, key, value)
 
     LocalStore.set = set_until_full
+    write = LocalLocation.write  # whole shards bypass zarr's store (engine/store/shards.py)
+
+    def write_until_full(self, key, parts):
+        if fails(key):
+            raise FULL
+        return write(self, key, parts)
+
+    LocalLocation.write = write_until_full
 
 
 if __name__ == "__main__":

@@ -18,13 +18,13 @@ CRASH_SPEC = dict(n=22, unit=4)  # 6 units, the last one short
 
 def main() -> None:
     path, delay = sys.argv[1], float(sys.argv[2])
-    original = writer_module.write_region
+    original = writer_module.write_shard
 
-    def slow(array, start, data):
+    def slow(*args):
         time.sleep(delay)
-        original(array, start, data)
+        original(*args)
 
-    writer_module.write_region = slow
+    writer_module.write_shard = slow
     spec = small_spec(**CRASH_SPEC)
     with open_writer(path, spec) as writer:
         print("ready", flush=True)

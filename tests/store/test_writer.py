@@ -55,15 +55,15 @@ def test_more_than_two_open_units_is_an_error_not_a_deadlock(writer):
 
 def test_backpressure_blocks_append_and_keeps_two_buffers(tmp_path, monkeypatch):
     spec = small_spec(n=24, unit=4)  # 6 units
-    original = writer_module.write_region
+    original = writer_module.write_shard
     in_flight, seen = [], []
 
-    def slow_write(array, start, data):
+    def slow_write(location, array, *args):
         if array.path == "outputs/score":
             time.sleep(0.15)  # the disk is slower than the compute loop
-        original(array, start, data)
+        original(location, array, *args)
 
-    monkeypatch.setattr(writer_module, "write_region", slow_write)
+    monkeypatch.setattr(writer_module, "write_shard", slow_write)
     with open_writer(tmp_path / "run.zarr", spec) as w:
         for u in range(6):
             t0 = time.perf_counter()
@@ -81,21 +81,21 @@ def test_backpressure_blocks_append_and_keeps_two_buffers(tmp_path, monkeypatch)
 def test_oserror_in_the_thread_names_the_unit_keeps_earlier_units_and_resumes(tmp_path, monkeypatch):
     spec = small_spec(n=20, unit=4)  # 5 units
     path = tmp_path / "run.zarr"
-    original = writer_module.write_region
+    original = writer_module.write_shard
 
-    def io_error_at_unit_2(array, start, data):  # a full disk has its own message: tests/store/test_disk_full.py
-        if start == 8 and array.path == "attributions/saliency":
+    def io_error_at_unit_2(location, array, unit, *args):  # a full disk: tests/store/test_disk_full.py
+        if unit == 2 and array.path == "attributions/saliency":
             raise OSError(errno.EIO, "Input/output error")
-        original(array, start, data)
+        original(location, array, unit, *args)
 
-    monkeypatch.setattr(writer_module, "write_region", io_error_at_unit_2)
+    monkeypatch.setattr(writer_module, "write_shard", io_error_at_unit_2)
     done_units = []
     error = r"unit 2 \(examples 8..11\).*Input/output error.*rerun"
     with pytest.raises(WriterError, match=error), open_writer(path, spec, on_unit_done=done_units.append) as w:
         feed(w, spec)
         w.close()
     assert isinstance(w._error.__cause__, OSError)
-    monkeypatch.setattr(writer_module, "write_region", original)
+    monkeypatch.setattr(writer_module, "write_shard", original)
     run = open_run(path)
     np.testing.assert_array_equal(run.units_done, [True, True, False, False, False])
     assert done_units == [0, 1]

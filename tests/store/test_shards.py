@@ -1,0 +1,61 @@
+"""Whole shards written by the writer itself are the bytes zarr writes, and plain zarr reads them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+import attrstream.engine.store.writer as writer_module
+from attrstream.engine.store import example_arrays, open_writer
+from attrstream.engine.store.layout import compressors_for
+from attrstream.engine.store.shards import ShardEncoder
+from tests.store._helpers import feed, rows, small_spec
+
+
+def _chunk_objects(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file() and "/c/" in p.as_posix()}
+
+
+@pytest.mark.parametrize("compressor", ["lz4", "zstd"])
+def test_direct_shards_equal_zarrs_own_bytes_and_read_back(tmp_path, monkeypatch, compressor):
+    spec = small_spec(n=10, unit=4, compressor=compressor)  # units 0, 1 whole, unit 2 short
+    direct, through_zarr = tmp_path / "direct.zarr", tmp_path / "zarr.zarr"
+    with open_writer(direct, spec) as w:
+        assert all(w._encoders.values()), "every array of the layout is written directly"
+        feed(w, spec)
+    with monkeypatch.context() as m:
+        m.setattr(writer_module.ShardEncoder, "for_array", classmethod(lambda cls, array: None))
+        with open_writer(through_zarr, spec) as w:
+            feed(w, spec)
+    ours, theirs = _chunk_objects(direct), _chunk_objects(through_zarr)
+    assert ours.keys() == theirs.keys() and len(ours) > 20
+    assert [k for k in ours if ours[k] != theirs[k]] == []
+    group = zarr.open_group(direct, mode="r", use_consolidated=False)
+    expected = rows(spec, 0, spec.n)
+    for arr in example_arrays(spec):
+        np.testing.assert_array_equal(group[arr.path][:], expected[arr.path], err_msg=arr.path)
+
+
+def test_arrays_in_another_codec_layout_go_through_zarr(tmp_path):
+    group = zarr.open_group(tmp_path / "g.zarr", mode="w")
+    data = np.arange(8 * 3, dtype="float32").reshape(8, 3)
+    blosc, crc = compressors_for(small_spec(), data.dtype)
+    ours = group.create_array("ours", shape=data.shape, chunks=(2, 3), shards=(4, 3), dtype=data.dtype,
+                              compressors=(blosc, crc))
+    no_crc = group.create_array("no_crc", shape=data.shape, chunks=(2, 3), shards=(4, 3), dtype=data.dtype,
+                                compressors=(blosc,))
+    unsharded = group.create_array("unsharded", shape=data.shape, chunks=(4, 3), dtype=data.dtype, compressors=(blosc, crc))
+    split_rows = group.create_array("split", shape=data.shape, chunks=(2, 1), shards=(4, 3), dtype=data.dtype,
+                                    compressors=(blosc, crc))
+    assert ShardEncoder.for_array(ours) is not None
+    assert [ShardEncoder.for_array(a) for a in (no_crc, unsharded, split_rows)] == [None, None, None]
+    encoder = ShardEncoder.for_array(ours)
+    with pytest.raises(ValueError, match="Expected 4 rows for a whole shard, got 3"):
+        encoder.inner_chunks(data[:3])
+    shard = tmp_path / "g.zarr/ours/c/1/0"
+    shard.parent.mkdir(parents=True)
+    shard.write_bytes(encoder.encode(data[4:]))
+    np.testing.assert_array_equal(ours[4:], data[4:])
