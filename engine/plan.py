@@ -113,7 +113,7 @@ def run_spec(cfg: SweepConfig, *, n: int, image_shape: tuple[int, ...], num_clas
         methods=input_methods,
         layer_methods=layer_methods,
         layers=layers,
-        unit=cfg.unit,
+        unit=min(cfg.unit, n),  # a run shorter than a unit is one shard of its own length, not a padded one
         thumb_size=thumbnail_shape(*image_shape[-2:]),
         has_mask=has_mask,
         topk=5 if num_classes > TOPK_ABOVE else 0,

@@ -9,8 +9,7 @@ so the writer builds the bytes itself with the codecs zarr itself would use and 
 object, atomically (:meth:`StoreLocation.write`). The result is byte-for-byte what zarr writes
 (tests/store/test_shards.py) and is read by plain zarr-python.
 
-Arrays whose codecs are not exactly that layout, and partial shards (the last unit of a run),
-go through zarr's own write.
+Arrays whose codecs are not exactly that layout go through zarr's own write.
 """
 
 from __future__ import annotations
@@ -66,14 +65,23 @@ class ShardEncoder:
         blosc = inner[1]
         config = {"cname": blosc.cname.value, "clevel": blosc.clevel, "shuffle": _SHUFFLE[blosc.shuffle.value],
                   "blocksize": blosc.blocksize, "typesize": blosc.typesize}
+        if not array.config.write_empty_chunks:  # zarr would leave out chunks of fill values
+            return None
         return cls(array, sharding.chunk_shape[0], array.shards[0], Blosc.from_config(config))
 
     def inner_chunks(self, rows: np.ndarray) -> list[np.ndarray]:
-        """The inner chunks of one complete shard holding ``rows`` (exactly ``shard_rows``), in
-        stored order; each is encoded by ``blosc.encode`` (on any thread: it releases the GIL)."""
-        if len(rows) != self.shard_rows:
-            raise ValueError(f"Expected {self.shard_rows} rows for a whole shard, got {len(rows)}.")
+        """The inner chunks of one shard holding ``rows``, in stored order; each is encoded by
+        ``blosc.encode`` (on any thread: it releases the GIL).
+
+        A short last shard is padded with the fill value, as zarr pads the shard at an array's end
+        (it writes those chunks too, under ``write_empty_chunks``)."""
+        if not 0 < len(rows) <= self.shard_rows:
+            raise ValueError(f"Expected 1 to {self.shard_rows} rows for a shard, got {len(rows)}.")
         rows = np.ascontiguousarray(rows, dtype=self.array.dtype)
+        if len(rows) < self.shard_rows:
+            padded = np.full((self.shard_rows, *rows.shape[1:]), self.array.fill_value, rows.dtype)
+            padded[: len(rows)] = rows
+            rows = padded
         return [rows[i : i + self.chunk_rows] for i in range(0, self.shard_rows, self.chunk_rows)]
 
     @staticmethod

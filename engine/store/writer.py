@@ -48,7 +48,7 @@ class Units(Protocol):
 def write_shard(location: StoreLocation, array: zarr.Array, unit: int, start: int, data: np.ndarray,
                 encoded: list[Future[bytes]] | None) -> None:
     """Store unit ``unit``'s shard of ``array``, rows ``[start, start + len(data))``: as one object from
-    its ``encoded`` inner chunks when it is whole and in our layout, else through zarr's own write."""
+    its ``encoded`` inner chunks when it is in our layout, else through zarr's own write."""
     if encoded is not None:
         location.write(shard_key(array, unit), ShardEncoder.assemble([f.result() for f in encoded]))
     else:
@@ -269,8 +269,8 @@ class StoreWriter:
         rows = buf.stop - buf.start
         # Every inner chunk of every whole shard is queued for encoding at once; shards are stored
         # in order as their chunks finish, so storing one overlaps encoding the next.
-        encoding = {key: [self._encode_pool.submit(enc.blosc.encode, c) for c in enc.inner_chunks(buf.arrays[key])]
-                    for key, enc in self._encoders.items() if enc is not None and rows == enc.shard_rows}
+        encoding = {key: [self._encode_pool.submit(enc.blosc.encode, c) for c in enc.inner_chunks(buf.arrays[key][:rows])]
+                    for key, enc in self._encoders.items() if enc is not None}
         try:
             for key, array in self._arrays.items():
                 write_shard(self.path, array, buf.index, buf.start, buf.arrays[key][:rows], encoding.get(key))

@@ -10,7 +10,7 @@ import zarr
 
 import attrstream.engine.store.writer as writer_module
 from attrstream.engine.store import example_arrays, open_writer
-from attrstream.engine.store.layout import compressors_for
+from attrstream.engine.store.layout import WRITE_CONFIG, compressors_for
 from attrstream.engine.store.shards import ShardEncoder
 from tests.store._helpers import feed, rows, small_spec
 
@@ -21,7 +21,7 @@ def _chunk_objects(root: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("compressor", ["lz4", "zstd"])
 def test_direct_shards_equal_zarrs_own_bytes_and_read_back(tmp_path, monkeypatch, compressor):
-    spec = small_spec(n=10, unit=4, compressor=compressor)  # units 0, 1 whole, unit 2 short
+    spec = small_spec(n=10, unit=4, compressor=compressor)  # units 0, 1 whole, unit 2 short: padded as zarr pads
     direct, through_zarr = tmp_path / "direct.zarr", tmp_path / "zarr.zarr"
     with open_writer(direct, spec) as w:
         assert all(w._encoders.values()), "every array of the layout is written directly"
@@ -44,17 +44,19 @@ def test_arrays_in_another_codec_layout_go_through_zarr(tmp_path):
     data = np.arange(8 * 3, dtype="float32").reshape(8, 3)
     blosc, crc = compressors_for(small_spec(), data.dtype)
     ours = group.create_array("ours", shape=data.shape, chunks=(2, 3), shards=(4, 3), dtype=data.dtype,
-                              compressors=(blosc, crc))
+                              compressors=(blosc, crc), config=WRITE_CONFIG)
     no_crc = group.create_array("no_crc", shape=data.shape, chunks=(2, 3), shards=(4, 3), dtype=data.dtype,
-                                compressors=(blosc,))
-    unsharded = group.create_array("unsharded", shape=data.shape, chunks=(4, 3), dtype=data.dtype, compressors=(blosc, crc))
+                                compressors=(blosc,), config=WRITE_CONFIG)
+    unsharded = group.create_array("unsharded", shape=data.shape, chunks=(4, 3), dtype=data.dtype, compressors=(blosc, crc),
+                                   config=WRITE_CONFIG)
     split_rows = group.create_array("split", shape=data.shape, chunks=(2, 1), shards=(4, 3), dtype=data.dtype,
-                                    compressors=(blosc, crc))
+                                    compressors=(blosc, crc), config=WRITE_CONFIG)
+    skipping_empty = ours.with_config({"write_empty_chunks": False})
     assert ShardEncoder.for_array(ours) is not None
-    assert [ShardEncoder.for_array(a) for a in (no_crc, unsharded, split_rows)] == [None, None, None]
+    assert [ShardEncoder.for_array(a) for a in (no_crc, unsharded, split_rows, skipping_empty)] == [None] * 4
     encoder = ShardEncoder.for_array(ours)
-    with pytest.raises(ValueError, match="Expected 4 rows for a whole shard, got 3"):
-        encoder.inner_chunks(data[:3])
+    with pytest.raises(ValueError, match="Expected 1 to 4 rows for a shard, got 5"):
+        encoder.inner_chunks(data[:5])
     shard = tmp_path / "g.zarr/ours/c/1/0"
     shard.parent.mkdir(parents=True)
     shard.write_bytes(encoder.encode(data[4:]))
