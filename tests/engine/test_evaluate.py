@@ -183,3 +183,17 @@ def test_repair_recomputes_a_corrupted_metrics_shard(evaluated: Path, tmp_path: 
     ours, reference = curves_of(path), curves_of(evaluated)
     for name in reference:
         np.testing.assert_allclose(ours[name], reference[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_render_draws_the_curves_and_the_auc_table_from_the_store(evaluated: Path, tmp_path: Path) -> None:
+    from attrstream.engine.render import render_report
+
+    index = render_report(evaluated, tmp_path / "report", examples=2).read_text()
+    section = index[index.index('<h2 id="faithfulness">'):]
+    means = zarr.open_group(evaluated, mode="r")["metrics"].attrs["attrstream_metrics"]["mean_auc"]
+    for name, path in (("stage2/grad_cam", "layers/stage2/grad_cam"), ("random", "random")):
+        row = f"<td>{name}</td><td>{means[path]['deletion']:.3f}</td><td>{means[path]['insertion']:.3f}</td>"
+        assert row in section, section[:2000]
+    for metric in ("deletion", "insertion"):
+        assert f'src="faithfulness_{metric}.png"' in section
+        assert (tmp_path / "report" / f"faithfulness_{metric}.png").stat().st_size > 10_000
