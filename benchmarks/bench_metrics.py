@@ -169,16 +169,17 @@ def compare(args: argparse.Namespace) -> None:
     print(f"# deletion curves: {args.model} {args.image_size}² N={args.num_examples} S={args.steps} batch "
           f"{args.batch_size} on {args.device}; {args.repeats} interleaved rounds; load {env['load_avg_1m']:.1f} "
           f"on {env['cores']} cores", flush=True)
-    runs = interleaved(CONTENDERS, args.repeats, lambda c, _rep: run_child(child_argv(args, c)), _round_done)
+    contenders = ["attrstream", *(c for c in args.contenders if c != "attrstream")]
+    runs = interleaved(contenders, args.repeats, lambda c, _rep: run_child(child_argv(args, c)), _round_done)
     speedup = {ref: statistics.median(a["points_s"] / b["points_s"]
                                       for a, b in zip(runs["attrstream"], runs[ref], strict=True))
-               for ref in CONTENDERS}
+               for ref in contenders}
     config = {"model": args.model, "image_size": args.image_size, "n": args.num_examples, "steps": args.steps,
               "batch_size": args.batch_size, "device": args.device, "repeats": args.repeats}
     print(f"{'contender':10} {'img·steps/s':>12} {'wall s':>7} {'points':>6} {'attrstream ×':>12} "
           f"{'mean curve Δ':>12} {'peak RSS MB':>11}")
     records = []
-    for c in CONTENDERS:
+    for c in contenders:
         rec = {"benchmark": "metrics", **env, "config": config, "contender": c,
                "points_s": median(runs[c], "points_s"), "wall_s": median(runs[c], "wall_s"),
                "points_per_curve": runs[c][0]["points_per_curve"], "attrstream_speedup": speedup[c],
@@ -187,8 +188,8 @@ def compare(args: argparse.Namespace) -> None:
         records.append(rec)
         print(f"{c:10} {rec['points_s']:12.1f} {rec['wall_s']:7.2f} {rec['points_per_curve']:6d} "
               f"{rec['attrstream_speedup']:12.2f} {rec['mean_curve_gap']:12.2e} {rec['peak_rss_mb']:11.0f}")
-    print(f"attrstream / loop = {speedup['loop']:.2f}, attrstream / quantus = {speedup['quantus']:.2f} "
-          f"(images·steps/s, medians of per-round ratios); load now {environment()['load_avg_1m']:.1f}")
+    ratios = ", ".join(f"attrstream / {c} = {speedup[c]:.2f}" for c in contenders[1:])
+    print(f"{ratios} (images·steps/s, medians of per-round ratios); load now {environment()['load_avg_1m']:.1f}")
     append_jsonl(args.json, records)
 
 
@@ -202,6 +203,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the table shows medians")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    parser.add_argument("--contenders", type=lambda v: v.split(","), default=list(CONTENDERS),
+                        help="comma-separated (quantus needs the bench extra: pip install 'attrstream[bench]')")
     parser.add_argument("--json", type=Path, default=RESULTS_DIR / "metrics.json",
                         help="JSON lines to append to")
     parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
