@@ -5,8 +5,9 @@ the same N images on the same model and device; one setup function serves all:
 
 - ``attrstream``: :func:`attrstream.engine.faithfulness.curves.perturbation_curves`: the ranking
   once per image on the device, perturbed inputs of many (image, step) pairs built with one
-  comparison and one ``where``, forwards of ``--batch-size`` perturbed images (S+1 points: steps
-  0 and S shared by every map of a store, counted here as computed for this one map);
+  comparison and one ``where``, forwards of ``--batch-size`` perturbed images laid out channels_last
+  (its default; S+1 points: steps 0 and S shared by every map of a store, counted here as computed
+  for this one map);
 - ``loop``: the RISE reference's structure on the same device: per image, a stable argsort, then
   S+1 forwards of batch 1, zeroing the next ⌊P/S⌋ pixels between them (S+1 points);
 - ``quantus``: ``quantus.PixelFlipping`` configured as close as it allows: baseline 0.0, no
@@ -72,6 +73,8 @@ def setup(args: argparse.Namespace, n: int, seed: int = 0) -> Setup:
     from attrstream.engine.models import ModelSpec, build_model
 
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = build_model(ModelSpec(args.model, num_classes=args.num_classes or None)).to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -150,7 +153,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 def child_argv(args: argparse.Namespace, contender: str) -> list[str]:
     return [__file__, "--child", contender, "--model", args.model, "--num-classes", str(args.num_classes),
             "--image-size", str(args.image_size), "--batch-size", str(args.batch_size), "-n", str(args.num_examples),
-            "--steps", str(args.steps), "--device", args.device]
+            "--steps", str(args.steps), "--device", args.device, "--threads", str(args.threads)]
 
 
 def curve_gap(run: dict[str, Any], reference: dict[str, Any]) -> float:
@@ -167,15 +170,15 @@ def compare(args: argparse.Namespace) -> None:
     """The three-way comparison: interleaved rounds, medians, paired speed-ups, one JSON line per contender."""
     env = environment(args.device)
     print(f"# deletion curves: {args.model} {args.image_size}² N={args.num_examples} S={args.steps} batch "
-          f"{args.batch_size} on {args.device}; {args.repeats} interleaved rounds; load {env['load_avg_1m']:.1f} "
-          f"on {env['cores']} cores", flush=True)
+          f"{args.batch_size} on {args.device}{f', {args.threads} threads' if args.threads else ''}; {args.repeats} "
+          f"interleaved rounds; load {env['load_avg_1m']:.1f} on {env['cores']} cores", flush=True)
     contenders = ["attrstream", *(c for c in args.contenders if c != "attrstream")]
     runs = interleaved(contenders, args.repeats, lambda c, _rep: run_child(child_argv(args, c)), _round_done)
     speedup = {ref: statistics.median(a["points_s"] / b["points_s"]
                                       for a, b in zip(runs["attrstream"], runs[ref], strict=True))
                for ref in contenders}
     config = {"model": args.model, "image_size": args.image_size, "n": args.num_examples, "steps": args.steps,
-              "batch_size": args.batch_size, "device": args.device, "repeats": args.repeats}
+              "batch_size": args.batch_size, "device": args.device, "repeats": args.repeats, "threads": args.threads}
     print(f"{'contender':10} {'img·steps/s':>12} {'wall s':>7} {'points':>6} {'attrstream ×':>12} "
           f"{'mean curve Δ':>12} {'peak RSS MB':>11}")
     records = []
@@ -203,6 +206,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the table shows medians")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--contenders", type=lambda v: v.split(","), default=list(CONTENDERS),
                         help="comma-separated (quantus needs the bench extra: pip install 'attrstream[bench]')")
     parser.add_argument("--json", type=Path, default=RESULTS_DIR / "metrics.json",

@@ -181,6 +181,9 @@ class EvaluateConfig:
     device: str | None = option(None, "cpu, cuda or cuda:I (default: where the model's parameters are)",
                                 metavar="DEVICE")
     seed: int = option(0, "seed of the random-ranking baseline (metrics/random)")
+    channels_last: bool = option(True, "feed the model contiguous (NCHW) perturbed images instead of channels_last "
+                                 "ones (faster convolutions; needed by models that .view() their input)",
+                                 flag="--contiguous-inputs")
     overwrite: bool = option(False, "recompute metrics/ when the store holds an evaluation of another configuration")
     repair: bool = option(False, "verify every done unit of metrics/ first (checksums, missing objects) and "
                           "recompute the damaged ones")
@@ -202,7 +205,7 @@ class EvaluateConfig:
         check_int("seed", self.seed, 0)
         if self.device is not None:
             check_device(self.device)
-        _check_flags(self, ("overwrite", "repair", "break_lock", "progress"))
+        _check_flags(self, ("channels_last", "overwrite", "repair", "break_lock", "progress"))
         if self.dataset_name is not None:
             _check_name("a data set name", self.dataset_name)
 

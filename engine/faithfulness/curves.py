@@ -13,7 +13,9 @@ pixel its position in it), so the image of the pair (e, k) is one comparison and
 ``where(rank[e] < ⌊k·P/S⌋, replacement, base)``, materialized for ``batch_size`` pairs at once and
 forwarded together. Steps 0 and S do not depend on the map (x, blur(x), all zeros): they are
 forwarded once per example and shared by every map. Memory: one batch of perturbed images, the
-examples' images and one ranking at a time, whatever S and N.
+examples' images and one ranking at a time, whatever S and N. The perturbed images are laid out
+channels_last by default: oneDNN's and cuDNN's convolutions run faster on it (measured on one CPU
+thread: 2.5× for the demo CNN at 64², 1.35× for ResNet-18 at 224²).
 """
 
 from __future__ import annotations
@@ -92,18 +94,21 @@ class _Target:
 @torch.inference_mode()
 def perturbation_curves(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                         ranks: Iterable[tuple[str, torch.Tensor]], metrics: Sequence[str], steps: int,
-                        batch_size: int) -> dict[str, dict[str, torch.Tensor]]:
+                        batch_size: int, *, channels_last: bool = True) -> dict[str, dict[str, torch.Tensor]]:
     """``{name: {metric: float32 [E, S+1]}}`` curves of ``E`` images ``x`` ``[E, C, H, W]`` for each
     ``(name, ranks [E, H·W])`` of ``ranks`` (see :func:`map_ranks`), target classes ``target`` ``[E]``.
 
-    Forwards at most ``batch_size`` images at a time, all on ``x``'s device. ``ranks`` may be a
-    generator: one ranking is then held at a time.
+    Forwards at most ``batch_size`` images at a time, all on ``x``'s device, in the channels_last
+    memory format unless ``channels_last=False`` (for models that ``.view()`` their input). ``ranks``
+    may be a generator: one ranking is then held at a time.
     """
     n, _, height, width = x.shape
     device = x.device
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = x.contiguous(memory_format=layout)
     prob = _Target(model, target.to(device))
     examples = torch.arange(n, device=device)
-    blur = blurred(x) if "insertion" in metrics else None
+    blur = blurred(x).contiguous(memory_format=layout) if "insertion" in metrics else None
     at_x = torch.cat([prob(x[s], examples[s]) for s in _slices(n, batch_size)])
     ends = {}  # (c_0, c_S) of each metric
     if "deletion" in metrics:  # every pixel deleted: the same black image for every example

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from typing import Any
 
@@ -153,7 +154,9 @@ def _evaluate_units(model: nn.Module, dataset: Dataset, run: Run, writer: StoreW
                 yield RANDOM, random_ranks(index.tolist(), height * width, cfg.seed, device)
 
             target = torch.from_numpy(run.read("outputs/target", rows))
-            curves = perturbation_curves(model, x.to(device), target, ranks(), cfg.metrics, cfg.steps, cfg.batch_size)
+            with _channels_last_hint(cfg.channels_last):
+                curves = perturbation_curves(model, x.to(device), target, ranks(), cfg.metrics, cfg.steps,
+                                             cfg.batch_size, channels_last=cfg.channels_last)
             arrays = {}
             for path, by_metric in curves.items():
                 for metric, curve in by_metric.items():  # skipped examples (unreadable images): NaN
@@ -161,6 +164,18 @@ def _evaluate_units(model: nn.Module, dataset: Dataset, run: Run, writer: StoreW
                     arrays[auc_path(path, metric)] = np.where(skipped, np.float32("nan"), auc(curve).cpu().numpy())
             writer.append(rows.start, arrays)
             bar.update(len(index))
+
+
+@contextmanager
+def _channels_last_hint(channels_last: bool) -> Iterator[None]:
+    """A model that ``.view()``s a channels_last tensor fails with torch's stride message: say what to pass."""
+    try:
+        yield
+    except RuntimeError as err:
+        if channels_last and "view size is not compatible" in str(err):
+            raise ModelError(f"The model cannot take channels_last inputs ({str(err).splitlines()[0]}): pass "
+                             "--contiguous-inputs (channels_last=False).") from None
+        raise
 
 
 def _record_means(run: Run, writer: StoreWriter, job: JobLayout, map_paths: list[str],

@@ -197,3 +197,16 @@ def test_render_draws_the_curves_and_the_auc_table_from_the_store(evaluated: Pat
     for metric in ("deletion", "insertion"):
         assert f'src="faithfulness_{metric}.png"' in section
         assert (tmp_path / "report" / f"faithfulness_{metric}.png").stat().st_size > 10_000
+
+
+def test_a_model_that_views_its_input_is_told_to_take_contiguous_inputs(tmp_path: Path) -> None:
+    from attrstream.engine import sweep
+    from attrstream.engine.errors import ModelError
+    from tests.engine.models import view_cnn
+
+    data = FakeImages(n=4, image_size=16, num_classes=5)
+    sweep(view_cnn(), data, tmp_path / "run.zarr", methods=["saliency"], batch_size=4, progress=False)
+    with pytest.raises(ModelError, match=r"cannot take channels_last inputs.*--contiguous-inputs"):
+        evaluate(tmp_path / "run.zarr", view_cnn(), data, steps=2, progress=False)
+    means = evaluate(tmp_path / "run.zarr", view_cnn(), data, steps=2, channels_last=False, progress=False)
+    assert set(means) == {"attributions/saliency", "random"}
