@@ -1,6 +1,7 @@
 """attrstream engine: one forward and one backward per batch, streamed into Zarr v3 stores.
 
-Public API: :func:`sweep` runs an extraction, :func:`open_run` reads a store back.
+Public API: :func:`sweep` runs an extraction, :func:`open_run` reads a store back, :func:`evaluate`
+adds deletion/insertion curves of its maps.
 Imports are lazy so that ``attrstream --help`` does not pay for torch.
 """
 
@@ -22,11 +23,13 @@ _LAZY = {
     "register_model": ("attrstream.engine.models", "register_model"),
     "register_dataset": ("attrstream.engine.data", "register_dataset"),
     "open_run": ("attrstream.engine.store", "open_run"),
+    "evaluate": ("attrstream.engine.faithfulness.run", "evaluate"),
+    "EvaluateConfig": ("attrstream.engine.config", "EvaluateConfig"),
     "export_tensorboard": ("attrstream.engine.export", "export_tensorboard"),
 }
 
-__all__ = ["DataSpec", "ModelSpec", "SweepConfig", "SweepStats", "__version__", "build_dataset", "build_model",
-           "export_tensorboard", "open_run", "register_dataset", "register_model", "sweep"]
+__all__ = ["DataSpec", "EvaluateConfig", "ModelSpec", "SweepConfig", "SweepStats", "__version__", "build_dataset",
+           "build_model", "evaluate", "export_tensorboard", "open_run", "register_dataset", "register_model", "sweep"]
 
 
 def __getattr__(name: str) -> Any:

@@ -70,6 +70,22 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import attrstream.engine.demo  # noqa: F401  (registers the demo's model and data set)
+    from attrstream.engine.config import DataSpec, EvaluateConfig, ModelSpec
+    from attrstream.engine.data import build_dataset
+    from attrstream.engine.faithfulness.run import evaluate, format_means
+    from attrstream.engine.models import build_model
+
+    model_spec = from_args(ModelSpec, args)
+    data_spec = from_args(DataSpec, args, num_classes=model_spec.num_classes or 1000)
+    cfg = from_args(EvaluateConfig, args, dataset_name=data_spec.name)
+    means = evaluate(args.store, build_model(model_spec), build_dataset(data_spec), cfg)
+    print(f"attrstream: mean AUC of every map over the examples of {args.store} (metrics/ in the store):\n"
+          f"{format_means(means)}")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from attrstream.engine.store.info import describe_store
 
@@ -112,7 +128,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from attrstream.engine.config import DataSpec, ModelSpec, SweepConfig
+    from attrstream.engine.config import DataSpec, EvaluateConfig, ModelSpec, SweepConfig
     from attrstream.engine.export.defaults import EMBEDDING_EXAMPLES, TENSORBOARD_EXAMPLES
 
     parser = argparse.ArgumentParser(
@@ -129,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the store to write (run.zarr, or a URL such as s3://bucket/run.zarr)")
     add_options(p, SweepConfig)
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("evaluate", help="deletion/insertion curves of a finished store's maps, into its metrics/",
+                       formatter_class=_HelpFormatter)
+    p.add_argument("store", help="the finished sweep's store (a path or URL)")
+    add_options(p, ModelSpec)
+    add_options(p, DataSpec)
+    add_options(p, EvaluateConfig)
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("info", help="describe a store: config, progress, arrays", formatter_class=_HelpFormatter)
     p.add_argument("store", help="the store to describe (a path or URL)")

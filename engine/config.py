@@ -1,5 +1,6 @@
 """What the user asks for, as frozen dataclasses validated on construction: the sweep
-(:class:`SweepConfig`), the model (:class:`ModelSpec`) and the data (:class:`DataSpec`).
+(:class:`SweepConfig`), its evaluation (:class:`EvaluateConfig`), the model (:class:`ModelSpec`)
+and the data (:class:`DataSpec`).
 
 The command line's options are derived from these fields (:mod:`attrstream.engine.options`), so
 defaults and help live here once. Torch-free, so that ``attrstream --help`` stays fast.
@@ -14,7 +15,13 @@ from typing import Any
 from attrstream.engine.errors import ConfigError
 from attrstream.engine.methods import Target, parse_target, split_methods
 from attrstream.engine.options import assignments, csv, int_pair, option
-from attrstream.engine.vocabulary import COMPRESSORS, DEFAULT_METHODS, DTYPES, LAYER_LAYOUTS
+from attrstream.engine.vocabulary import (
+    COMPRESSORS,
+    DEFAULT_METHODS,
+    DTYPES,
+    FAITHFULNESS_METRICS,
+    LAYER_LAYOUTS,
+)
 from attrstream.kernels.names import REDUCTIONS
 
 
@@ -74,6 +81,20 @@ def _layouts(value: Any) -> dict[str, str]:
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"Expected {_flag(name)} in ({', '.join(choices)}), got {value!r}.")
+
+
+def check_device(device: Any) -> None:
+    """``cpu``, ``cuda`` or ``cuda:i``, the latter only where CUDA is available."""
+    if not isinstance(device, str) or (device != "cpu" and not device.startswith("cuda")):
+        raise ConfigError(f"Expected device cpu or cuda[:i], got {device!r}.")
+    if device.startswith("cuda") and not _cuda_available():
+        raise ConfigError(f"Device {device!r} was requested but CUDA is not available here; use --device cpu.")
+
+
+def _check_flags(cfg: Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        if not isinstance(getattr(cfg, name), bool):
+            raise ConfigError(f"Expected {_flag(name)} to be True or False, got {getattr(cfg, name)!r}.")
 
 
 @dataclass(frozen=True)
@@ -136,15 +157,57 @@ class SweepConfig:
             if len(grid) != 2:
                 raise ConfigError(f"Expected token-grid as (h, w), got {self.token_grid!r}.")
             set_(self, "token_grid", (check_int("token_grid", grid[0], 1), check_int("token_grid", grid[1], 1)))
-        for name in ("autocast", "skip_bad_images", "overwrite", "repair", "break_lock", "progress", "finalize"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"Expected {_flag(name)} to be True or False, got {getattr(self, name)!r}.")
-        if not isinstance(self.device, str) or (self.device != "cpu" and not self.device.startswith("cuda")):
-            raise ConfigError(f"Expected device cpu or cuda[:i], got {self.device!r}.")
-        if self.device.startswith("cuda") and not _cuda_available():
-            raise ConfigError(f"Device {self.device!r} was requested but CUDA is not available here; use --device cpu.")
+        _check_flags(self, ("autocast", "skip_bad_images", "overwrite", "repair", "break_lock", "progress", "finalize"))
+        check_device(self.device)
         if not isinstance(self.extra, dict):
             raise ConfigError(f"Expected extra to be a dict, got {type(self.extra).__name__}.")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Deletion/insertion curves of a finished store's maps (``attrstream evaluate``); validated on construction.
+
+    Only ``maps``, ``metrics``, ``steps`` and ``seed`` decide the stored numbers (the evaluation's
+    fingerprint); the batch size and the device are how they are computed, and may change on a rerun.
+    """
+
+    maps: tuple[str, ...] | None = option(None, "maps to evaluate: input methods (grad_x_input) and layer maps "
+                                          "(layer4/grad_cam) (default: every map in the store)", parse=csv,
+                                          metavar="M,L/M")
+    metrics: tuple[str, ...] = option(FAITHFULNESS_METRICS, f"comma-separated, among {', '.join(FAITHFULNESS_METRICS)}",
+                                      parse=csv, metavar="M,N")
+    steps: int = option(16, "perturbation steps S: step k perturbs the first floor(k·P/S) of the P ranked pixels")
+    batch_size: int = option(64, "perturbed images per forward pass (bounds the memory)")
+    device: str | None = option(None, "cpu, cuda or cuda:I (default: where the model's parameters are)",
+                                metavar="DEVICE")
+    seed: int = option(0, "seed of the random-ranking baseline (metrics/random)")
+    channels_last: bool = option(True, "feed the model contiguous (NCHW) perturbed images instead of channels_last "
+                                 "ones (faster convolutions; needed by models that .view() their input)",
+                                 flag="--contiguous-inputs")
+    overwrite: bool = option(False, "recompute metrics/ when the store holds an evaluation of another configuration")
+    repair: bool = option(False, "verify every done unit of metrics/ first (checksums, missing objects) and "
+                          "recompute the damaged ones")
+    break_lock: bool = option(False, "take over an evaluation lock left by a job that is gone")
+    progress: bool = option(True, "hide the progress bar", flag="--no-progress")
+    dataset_name: str | None = None  # checked against the sweep's data set name when given (the CLI gives it)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if self.maps is not None:
+            set_(self, "maps", _names("maps", self.maps))
+        set_(self, "metrics", _names("metrics", self.metrics))
+        for metric in self.metrics:
+            _choice("metrics", metric, FAITHFULNESS_METRICS)
+        if len(set(self.metrics)) != len(self.metrics) or (self.maps and len(set(self.maps)) != len(self.maps)):
+            raise ConfigError(f"Expected distinct names in maps and metrics, got {self.maps!r} and {self.metrics!r}.")
+        check_int("steps", self.steps, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("seed", self.seed, 0)
+        if self.device is not None:
+            check_device(self.device)
+        _check_flags(self, ("channels_last", "overwrite", "repair", "break_lock", "progress"))
+        if self.dataset_name is not None:
+            _check_name("a data set name", self.dataset_name)
 
 
 @dataclass(frozen=True)

@@ -16,3 +16,4 @@ DTYPES = ("float16", "float32")  # map storage dtypes
 COMPRESSORS = ("lz4", "zstd")
 # How a layer's per-example output is read: [C,H,W], [H,W,C], 1-D conv [C,L], tokens [T,C], or [C]
 LAYER_LAYOUTS = ("nchw", "nhwc", "ncl", "tokens", "vector")
+FAITHFULNESS_METRICS = ("deletion", "insertion")  # `attrstream evaluate`: curves of every stored map

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -43,3 +44,26 @@ def test_bench_sweep_writes_every_contender(tmp_path: Path) -> None:
     assert any(line.startswith("attrstream / bare = ") for line in table)
     rows = [line.split() for line in table if line.split()[:1] and line.split()[0] in by_name and "=" not in line]
     assert sorted(row[0] for row in rows) == sorted(by_name)
+
+
+def test_bench_metrics_runs_every_contender_on_the_same_curves(tmp_path: Path) -> None:
+    results = tmp_path / "metrics.json"
+    contenders = ["attrstream", "loop", *(["quantus"] if importlib.util.find_spec("quantus") else [])]  # bench extra
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_metrics.py"), "--image-size", "16", "-n", "3",
+         "--steps", "4", "--batch-size", "5", "--repeats", "1", "--contenders", ",".join(contenders),
+         "--json", str(results)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(ROOT)])},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    by_name = {r["contender"]: r for r in map(json.loads, results.read_text().splitlines())}
+    assert sorted(by_name) == sorted(contenders)
+    assert by_name["attrstream"]["points_per_curve"] == by_name["loop"]["points_per_curve"] == 5
+    if "quantus" in by_name:
+        assert by_name["quantus"]["points_per_curve"] == 3 * 4  # C·S steps of channel-pixels
+    for r in by_name.values():
+        assert r["benchmark"] == "metrics" and r["config"]["steps"] == 4 and r["points_s"] > 0
+        assert r["mean_curve_gap"] < 1e-4, r  # every contender computed the same deletion curve
+    assert by_name["attrstream"]["attrstream_speedup"] == 1.0
+    assert any(line.startswith("attrstream / loop = ") for line in done.stdout.splitlines())

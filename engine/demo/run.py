@@ -1,8 +1,9 @@
 """``attrstream demo``: the embedded default, end to end and offline.
 
 Trains (or loads) the shapes CNN, sweeps a held-out split with every method at three layers into
-``OUT/run.zarr``, renders ``OUT/report/``, and scores every stored map against the ground-truth
-masks (pointing game and energy inside the mask, next to chance). A second run resumes the
+``OUT/run.zarr``, evaluates every stored map's deletion/insertion curves into the same store,
+renders ``OUT/report/``, and scores every stored map against the ground-truth masks (pointing game
+and energy inside the mask, next to chance). A second run resumes the
 finished store and only re-renders, so it takes seconds.
 """
 
@@ -17,11 +18,19 @@ from pathlib import Path
 from attrstream.engine.demo.localization import localization_table
 from attrstream.engine.demo.shapes import ShapesDataset
 from attrstream.engine.demo.train import TrainConfig, TrainInfo, load_or_train
+from attrstream.engine.faithfulness.layout import (
+    LOCALIZATION_KEY,
+    METRICS_GROUP,
+    RANDOM,
+    map_name,
+    stored_maps,
+)
 from attrstream.engine.vocabulary import ALL_METHODS
 
 DEMO_LAYERS = ("block1", "block2", "block3")
 DEMO_SEED = 1  # the swept images: a held-out stream, disjoint from training and from the accuracy check
 DEMO_SAMPLES = 8  # SmoothGrad samples and Integrated Gradients steps: each costs one more forward+backward
+DEMO_STEPS = 8  # deletion/insertion steps: (2·S - 2) forwards per example and map; 8 keep the demo quick
 
 
 @dataclass(frozen=True)
@@ -30,24 +39,34 @@ class DemoResult:
     report: Path
     train: TrainInfo
     localization: list[dict]
+    aucs: dict[str, dict[str, float]]  # {map path: {metric: mean AUC}}, random baseline under "random"
     seconds: float
 
 
 def localization_of(run) -> list[dict]:
-    """Localization rows of every stored map (input methods and each layer's maps) vs the masks."""
+    """Localization rows of every stored map (input methods, ``layer/method`` layer maps) vs the masks."""
     masks = run.inputs()["mask"].astype(bool)
-    maps = {m: run.attribution(m) for m in run.methods}
-    for layer in run.layers:
-        if "grad_cam" in run.spec.layer_methods:
-            maps[f"grad_cam@{layer}"] = run.cam(layer)
-        if "grad_x_act" in run.spec.layer_methods:
-            maps[f"grad_x_act@{layer}"] = run.grad_x_act(layer)
+    readers = {"grad_cam": run.cam, "grad_x_act": run.grad_x_act}
+    maps = {}
+    for name, path in stored_maps(run.spec).items():
+        if path.startswith("attributions/"):
+            maps[name] = run.attribution(name)
+        else:
+            layer, method = name.rsplit("/", 1)
+            maps[name] = readers[method](layer)
     return localization_table(maps, masks)
 
 
-def format_table(rows: list[dict]) -> str:
-    lines = [f"{'map':<24} {'pointing':>9} {'energy':>8} {'chance':>8}"]
-    lines += [f"{r['method']:<24} {r['pointing']:>9.3f} {r['energy']:>8.3f} {r['chance']:>8.3f}" for r in rows]
+def format_table(rows: list[dict], means: dict[str, dict[str, float]]) -> str:
+    """Localization scores and mean deletion/insertion AUCs of every map, the random baseline last."""
+    aucs = {map_name(path): by_metric for path, by_metric in means.items()}
+    metrics = list(next(iter(means.values()), {}))
+    lines = [f"{'map':<24} {'pointing':>9} {'energy':>8} {'chance':>8}" + "".join(f" {m:>10}" for m in metrics)]
+    for r in rows:
+        lines.append(f"{r['method']:<24} {r['pointing']:>9.3f} {r['energy']:>8.3f} {r['chance']:>8.3f}"
+                     + "".join(f" {aucs.get(r['method'], {}).get(m, float('nan')):>10.3f}" for m in metrics))
+    chance = rows[0]["chance"] if rows else float("nan")
+    lines.append(f"{RANDOM:<24} {'':>9} {'':>8} {chance:>8.3f}" + "".join(f" {aucs[RANDOM][m]:>10.3f}" for m in metrics))
     return "\n".join(lines)
 
 
@@ -68,8 +87,10 @@ def run_demo(out: str | Path = "demo_out", *, n: int = 256, progress: bool = Tru
     A finished store with its report is resumed by the sweep (nothing to compute) and not rendered
     again, so a second run takes seconds.
     """
+    from attrstream.engine.faithfulness.run import evaluate
     from attrstream.engine.pipeline import sweep
     from attrstream.engine.render import render_report
+    from attrstream.engine.store.job import annotate_job
 
     start = time.perf_counter()
     out = Path(out)
@@ -81,8 +102,10 @@ def run_demo(out: str | Path = "demo_out", *, n: int = 256, progress: bool = Tru
                 smoothgrad_samples=DEMO_SAMPLES, ig_steps=DEMO_SAMPLES, progress=progress, overwrite=overwrite,
                 model_name="shapesnet", dataset_name="shapes",
                 extra={"class_names": list(ShapesDataset.classes), "train_accuracy": info.accuracy})
+    means = evaluate(run, model, dataset, steps=DEMO_STEPS, batch_size=batch_size, progress=progress)
     rows = localization_of(run)
-    (out / "localization.json").write_text(json.dumps(rows, indent=2))  # the report's localization table
+    (out / "localization.json").write_text(json.dumps(rows, indent=2))
+    annotate_job(store, METRICS_GROUP, {LOCALIZATION_KEY: rows})  # the report's localization table
     if not finished:
         report = render_report(store, out / "report")
     seconds = time.perf_counter() - start
@@ -92,9 +115,11 @@ def run_demo(out: str | Path = "demo_out", *, n: int = 256, progress: bool = Tru
         f"store      {store}  ({run.n} held-out images, methods: {', '.join(run.methods)}; "
         f"layers: {', '.join(run.layers)})\n"
         f"report     {report}\n"
-        f"localization of the maps against the object masks (pointing game, energy inside the mask):\n"
-        f"{format_table(rows)}\n"
+        f"localization of the maps against the object masks (pointing game, energy inside the mask), and their\n"
+        f"deletion/insertion AUCs ({DEMO_STEPS} steps; a faithful map has a lower deletion and a higher insertion\n"
+        f"AUC than the random ranking of the pixels):\n"
+        f"{format_table(rows, means)}\n"
         f"total      {seconds:.1f} s",
         file=sys.stdout,
     )
-    return DemoResult(store, report, info, rows, seconds)
+    return DemoResult(store, report, info, rows, means, seconds)

@@ -11,6 +11,7 @@ from attrstream.engine.render.activations import (
     dataset_stats_plot,
     stat_histograms,
 )
+from attrstream.engine.render.faithfulness import perturbation_figure
 from attrstream.engine.render.features import top_examples_grid
 from attrstream.engine.render.gradients import attribution_grid
 from attrstream.engine.render.inputs import thumbnail_grid
@@ -38,6 +39,7 @@ __all__ = [
     "cumulative_threshold",
     "dataset_stats_plot",
     "normalize_attr",
+    "perturbation_figure",
     "render_report",
     "stat_histograms",
     "thumbnail_grid",

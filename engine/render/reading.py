@@ -13,9 +13,19 @@ from pathlib import Path
 import numpy as np
 
 from attrstream.engine.errors import ConfigError, StoreError, close_matches
+from attrstream.engine.faithfulness.layout import (
+    LOCALIZATION_KEY,
+    MEAN_AUC,
+    METRICS_GROUP,
+    METRICS_KEY,
+    PROGRESS,
+    curve_path,
+)
 from attrstream.engine.render.outputs import topk_probs
 from attrstream.engine.render.topk import ChannelTopK, channel_topk
 from attrstream.engine.store import Run
+from attrstream.engine.store.meta import read_done
+from attrstream.engine.store.verify import read_checked
 
 HEATMAP_ROWS = 256  # examples drawn in a layer's channel-mean heatmap at most
 
@@ -122,13 +132,9 @@ def dataset_stats(run: Run, layer: str) -> np.ndarray | None:
     return run.dataset_stats(layer) if f"layers/{layer}/dataset_stats" in run.group else None
 
 
-# Where evaluation results sit in a store (written by ``attrstream evaluate`` and the demo): the
-# ``metrics`` group's attributes hold ``attrstream_metrics.mean_auc = {map path: {metric: mean AUC}}``
-# and may hold ``localization = [{method, pointing, energy, chance, n}, ...]``; a demo store also
-# has that table as ``localization.json`` beside it.
-METRICS_GROUP = "metrics"
-METRICS_ATTRS = "attrstream_metrics"
-LOCALIZATION_ATTR = "localization"
+# Evaluation results (``attrstream evaluate``, the demo) sit in the ``metrics`` group, laid out in
+# :mod:`attrstream.engine.faithfulness.layout`; a demo store written before the localization table
+# moved into the store's ``metrics`` attributes has it as ``localization.json`` beside it.
 LOCALIZATION_FILE = "localization.json"
 
 
@@ -137,13 +143,20 @@ def _metrics_attrs(run: Run) -> dict:
 
 
 def mean_aucs(run: Run) -> dict[str, dict[str, float]]:
-    """``{map path: {metric: mean AUC}}`` of an evaluated store; empty when it was not evaluated."""
-    return dict(_metrics_attrs(run).get(METRICS_ATTRS, {}).get("mean_auc", {}))
+    """``{map path: {metric: mean AUC}}`` of an evaluated store; empty until its evaluation finished."""
+    return dict(_metrics_attrs(run).get(METRICS_KEY, {}).get(MEAN_AUC, {}))
+
+
+def metric_curves(run: Run, map_path: str, metric: str) -> np.ndarray:
+    """float32 ``[n, S+1]`` curves of a map (or of ``random``) for the examples that have one (not skipped)."""
+    array = run.group[curve_path(map_path, metric)]
+    curves = read_checked(run.path, array, run.spec, slice(None), read_done(run.group, run.path, PROGRESS))
+    return curves[np.isfinite(curves).all(axis=1)]
 
 
 def localization(run: Run) -> list[dict]:
     """Localization rows (map, pointing game, energy in the mask, chance) recorded for the store, if any."""
-    rows = _metrics_attrs(run).get(LOCALIZATION_ATTR)
+    rows = _metrics_attrs(run).get(LOCALIZATION_KEY)
     if rows is None and isinstance(getattr(run.path, "path", None), Path):
         beside = run.path.path.parent / LOCALIZATION_FILE
         rows = json.loads(beside.read_text()) if beside.is_file() else None

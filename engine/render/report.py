@@ -19,6 +19,7 @@ from attrstream.engine.errors import ConfigError
 from attrstream.engine.render import reading
 from attrstream.engine.render._canvas import class_name, save
 from attrstream.engine.render.activations import activation_figure
+from attrstream.engine.render.faithfulness import faithfulness_section
 from attrstream.engine.render.features import top_examples_grid
 from attrstream.engine.render.gradients import attribution_grid
 from attrstream.engine.render.html import Section, write_index
@@ -252,6 +253,7 @@ def render_report(
         _activations_section(rep, stat_layers),
         _features_section(rep, stat_layers),
         _localization_section(run),
+        faithfulness_section(run, rep.save),
     ]
     sections = [section for section in sections if section is not None]
     return write_index(out / "index.html", f"attrstream report: {run.path.name}", _metadata(run, done), sections)

@@ -1,4 +1,4 @@
-"""``attrstream demo`` end to end, as a user runs it: a real subprocess, store, report and scores."""
+"""``attrstream demo`` end to end, as a user runs it: a real subprocess, store, report, localization and AUCs."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def demo(out: Path, cache: Path) -> subprocess.CompletedProcess:
                            "--no-progress"], env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_demo_writes_store_report_and_localization_scores(tmp_path, default_model):
+def test_demo_writes_store_report_localization_and_faithfulness(tmp_path, default_model):
     _, info = default_model
     out = tmp_path / "demo"
     proc = demo(out, info.cache_path.parent)
@@ -39,9 +39,20 @@ def test_demo_writes_store_report_and_localization_scores(tmp_path, default_mode
     assert all(row["energy"] > row["chance"] for row in rows.values()), rows
     assert re.search(r"grad_x_input\s+[01]\.\d{3}", proc.stdout)
 
+    metrics = run.group["metrics"].attrs
+    assert metrics["localization"] == json.loads((out / "localization.json").read_text())  # the report reads the store
+    aucs = metrics["attrstream_metrics"]["mean_auc"]
+    random = aucs["random"]
+    for method in ("grad_x_input", "integrated_gradients"):  # faithful maps beat the random ranking on both metrics
+        ours = aucs[f"attributions/{method}"]
+        assert ours["deletion"] < random["deletion"] and ours["insertion"] > random["insertion"], (method, ours, random)
+    assert re.search(r"^random\s+0\.\d{3}\s+0\.\d{3}\s+0\.\d{3}$", proc.stdout, re.MULTILINE), proc.stdout
+
     index = (out / "report" / "index.html").read_text()
     pngs = re.findall(r'src="([^"]+\.png)"', index)
     assert pngs and all((out / "report" / p).is_file() for p in pngs)
+    assert '<h2 id="faithfulness">' in index and '<h2 id="localization">' in index
+    assert "faithfulness_deletion.png" in pngs and "faithfulness_insertion.png" in pngs
 
     again = demo(out, info.cache_path.parent)  # the finished store is resumed, not recomputed
     assert again.returncode == 0, again.stderr

@@ -145,3 +145,20 @@ class SequenceNet(nn.Module):
 def sequence_net(num_classes: int = 5) -> nn.Module:
     torch.manual_seed(0)
     return SequenceNet(num_classes=num_classes)
+
+
+class ViewHead(TinyCNN):
+    """Flattens its feature map with ``.view``, as many hand-written CNNs do: only contiguous inputs pass."""
+
+    def __init__(self, num_classes: int = 5):
+        super().__init__(num_classes)
+        self.head = nn.Linear(16 * 8 * 8, num_classes)  # 16×16 inputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.stage2(self.stage1(x))
+        return self.head(a.view(len(a), -1))
+
+
+def view_cnn(num_classes: int = 5) -> nn.Module:
+    torch.manual_seed(0)
+    return ViewHead(num_classes)
