@@ -23,7 +23,7 @@ import zarr
 
 from attrstream.engine.errors import FingerprintMismatchError, disk_full_as_error
 from attrstream.engine.store.finalize import consolidate
-from attrstream.engine.store.layout import ArraySpec, create_array
+from attrstream.engine.store.layout import ArraySpec, array_options, create_arrays
 from attrstream.engine.store.location import StoreLocation, locate, open_group
 from attrstream.engine.store.prepare import clean_if_alone, done_units
 from attrstream.engine.store.spec import RunSpec, dict_differences
@@ -58,8 +58,8 @@ def _create(root: zarr.Group, spec: RunSpec, job: JobLayout) -> zarr.Group:
         del root[job.group]
     group = root.create_group(job.group, attributes={job.key: {"layout": "creating"}})
     n_units = spec.n_units()
-    for arr in (*job.arrays, ArraySpec(job.progress, "uint8", (n_units,), ("unit",), per_example=False)):
-        create_array(root, spec, arr)
+    arrays = (*job.arrays, ArraySpec(job.progress, "uint8", (n_units,), ("unit",), per_example=False))
+    create_arrays(root, {arr.path: array_options(spec, arr) for arr in arrays})
     group.attrs[job.key] = {"layout": "ready", "description": dict(job.description),
                             "fingerprint": job.fingerprint(),
                             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
