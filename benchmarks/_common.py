@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -192,7 +192,7 @@ def write_table(name: str, rows: Sequence[Mapping[str, Any]], *, columns: Sequen
     record = {
         "table": name, "command": command_line(), "note": note,
         "machine": {**machine, "load_avg_1m_at_end": os.getloadavg()[0]}, "config": dict(config),
-        "columns": {c.key: c.header for c in columns}, "rows": list(rows), "runs": list(runs),
+        "columns": [asdict(c) for c in columns], "rows": list(rows), "runs": list(runs),
     }
     path.write_text(json.dumps(record, indent=1) + "\n")
     print(f"-> {path}")

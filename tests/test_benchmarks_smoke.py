@@ -50,7 +50,7 @@ def read_table(results: Path, name: str, columns: set[str]) -> dict:
     machine = record["machine"]
     assert machine["cpu"] and machine["cores"] >= 1 and machine["date"] and machine["load_avg_1m_at_end"] >= 0
     assert machine["versions"]["torch"] and machine["versions"]["zarr"]
-    assert set(record["columns"]) == columns and record["rows"]
+    assert {c["key"] for c in record["columns"]} == columns and record["rows"]
     for row in record["rows"]:
         assert columns <= set(row), sorted(columns - set(row))
     return record
@@ -148,6 +148,10 @@ def test_store(tmp_path: Path) -> None:
     rows = {r["case"]: r for r in record["rows"]}
     assert sorted(rows) == ["naive", "raw", "writer"] and rows["raw"]["ratio_to_raw"] == 1.0
     assert rows["raw"]["raw_mb"] == rows["writer"]["raw_mb"] > 0
+    md = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "to_markdown.py"), str(results / "store.json")],
+                        capture_output=True, text=True, check=True).stdout.splitlines()
+    assert md[2].startswith("| case | comp | N |") and md[3].startswith("|---|---:|") and len(md) == 2 + 2 + 3 + 1
+    assert md[0] == f"<!-- {record['command']} -->" and md[4].startswith("| raw | lz4 | 32 |")
 
 
 def test_kernels(tmp_path: Path) -> None:
