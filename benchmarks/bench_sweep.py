@@ -176,36 +176,39 @@ def table_sizes(args: argparse.Namespace) -> None:
 FIXED_COLUMNS = (Column("phase", "phase"), Column("s", "s", ".3f"), Column("share", "of sweep", ".0%"))
 
 
+PER_BATCH = (":extract_batch", ":IndexedItems.__getitem__")  # phases a bare batch pays its own version of
+
+
 def phase_rows(runs: list[dict]) -> list[dict]:
-    """The phase tree (each parent followed by its children and its own rest), medians over rounds."""
-    sweeps = [r["phases"] for r in runs if r["contender"] == "attrstream"]
+    """The phase tree (each parent followed by its children and its own rest), then the sweep against
+    the bare batch of the same round; medians over rounds."""
+    sweeps = [r for r in runs if r["contender"] == "attrstream"]
+    bare = {r["round"]: r["wall_s"] for r in runs if r["contender"] == "bare"}
     children: dict[str, list[str]] = {}
     for p in PHASES:
         children.setdefault(p.parent, []).append(p.label)
+    per_batch = [p.label for p in PHASES if p.target.endswith(PER_BATCH)]
     rows: list[dict] = []
 
+    def add(label: str, seconds: Callable[[dict], float]) -> None:
+        rows.append({"phase": label, "s": statistics.median(seconds(r) for r in sweeps)})
+
     def visit(label: str, depth: int) -> None:
-        rows.append({"phase": "  " * depth + label, "s": statistics.median(p[label] for p in sweeps)})
+        add("  " * depth + label, lambda r: r["phases"][label])
         kids = children.get(label, [])
         for kid in kids:
             visit(kid, depth + 1)
         if kids:
-            rest = statistics.median(p[label] - sum(p[k] for k in kids) for p in sweeps)
-            rows.append({"phase": "  " * (depth + 1) + "(rest)", "s": rest})
+            add("  " * (depth + 1) + "(rest)", lambda r: r["phases"][label] - sum(r["phases"][k] for k in kids))
+
+    def batch_work(r: dict) -> float:
+        return sum(r["phases"][label] for label in per_batch)
 
     visit(TOTAL, 0)
-    bare = [r for r in runs if r["contender"] == "bare"]
-    by_round = {r["round"]: r["wall_s"] for r in bare}
-    sweeps_runs = [r for r in runs if r["contender"] == "attrstream"]
-    compute = next(p.label for p in PHASES if p.target.endswith(":extract_batch"))
-    rows += [
-        {"phase": "bare batch (forward + input gradient)", "s": median(bare, "wall_s")},
-        {"phase": "sweep - bare batch", "s": statistics.median(r["wall_s"] - by_round[r["round"]] for r in sweeps_runs)},
-        {"phase": "  per-batch extraction: extract_batch - bare batch",
-         "s": statistics.median(r["phases"][compute] - by_round[r["round"]] for r in sweeps_runs)},
-        {"phase": "  fixed cost: sweep - extract_batch",
-         "s": statistics.median(r["wall_s"] - r["phases"][compute] for r in sweeps_runs)},
-    ]
+    rows.append({"phase": "bare batch (data, forward, input gradient)", "s": statistics.median(bare.values())})
+    add("sweep - bare batch", lambda r: r["wall_s"] - bare[r["round"]])
+    add("  batch work beyond bare: extract_batch + data loading - bare batch", lambda r: batch_work(r) - bare[r["round"]])
+    add("  fixed cost: sweep - extract_batch - data loading", lambda r: r["wall_s"] - batch_work(r))
     total = rows[0]["s"]
     return [{**row, "share": row["s"] / total} for row in rows]
 

@@ -113,7 +113,8 @@ def test_sweep_fixed_cost(tmp_path: Path) -> None:
     record = read_table(results, "sweep_fixed_cost", {"phase", "s", "share"})
     phases = {r["phase"].strip(): r["s"] for r in record["rows"]}
     for measured in ("sweep", "_prepare", "probe_model (shape probe)", "weights_sha256 (weights hash)",
-                     "open_writer (store creation, lock)", "extract_batch (batch compute)",
+                     "open_writer (store creation, lock)", "extract_batch (batch compute)", "thumbnails",
+                     "IndexedItems.__getitem__ (data loading)", "StoreWriter.append (rows into the unit buffer)",
                      "StoreWriter.close (last-unit flush)", "consolidate_metadata", "open_run"):
         assert phases[measured] > 0, measured
     assert phases["_prepare"] + phases["_run"] + phases["_finish"] <= phases["sweep"]
