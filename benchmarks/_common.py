@@ -1,28 +1,34 @@
-"""Shared helpers of the benchmark scripts: the run record, interleaved repetitions, child processes.
+"""Shared helpers of the benchmark scripts: the machine record, interleaved rounds, child processes, tables.
 
-Every number a benchmark reports comes from a contender run in its own subprocess (so its peak RSS
-is its own, and no contender inherits another's allocator or thread state), repeated in
-interleaved rounds whose start rotates (so slow drift of a shared machine's load hits every
-contender alike), and summarised by the median.
+A contender that must own its peak RSS runs in its own subprocess; repetitions run in interleaved
+rounds whose start rotates (so slow drift of a shared machine's load hits every contender alike),
+and are summarised by the median. Every script prints its table and writes it, with the machine
+and the exact command that produced it, to ``benchmarks/results/<table>.json`` (tracked in git:
+the numbers behind README's tables). Trial runs go to ``--results-dir benchmarks/scratch``
+(ignored).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-DISTRIBUTIONS = ("attrstream", "torch", "torchvision", "triton", "zarr", "numcodecs", "numpy", "captum")
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "benchmarks" / "results"
+DISTRIBUTIONS = ("attrstream", "torch", "torchvision", "triton", "zarr", "zarrs", "numcodecs", "numpy", "captum")
 
 
 def _version(dist: str) -> str | None:
@@ -32,15 +38,48 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's marketing name (``platform.processor()`` is empty on most Linux systems)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def revision() -> str | None:
+    """The repository's commit (``+dirty`` with uncommitted changes): which code produced the numbers."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def _memory_gb() -> float | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        return None
+
+
 def environment(device: str = "cpu") -> dict[str, Any]:
-    """Machine, load, versions and date: what every JSON line carries so results can be compared."""
+    """Machine, load, versions and date: what every results file carries so numbers can be compared."""
     env: dict[str, Any] = {
-        "machine": platform.node(),
-        "cpu": platform.processor() or platform.machine(),
-        "cores": len(os.sched_getaffinity(0)),
+        "host": platform.node(),
+        "cpu": cpu_model(),
+        "cores": len(os.sched_getaffinity(0)),  # the cores this process may use
+        "logical_cpus": os.cpu_count(),
+        "memory_gb": _memory_gb(),
         "load_avg_1m": os.getloadavg()[0],
         "python": platform.python_version(),
         "versions": {d: _version(d) for d in DISTRIBUTIONS},
+        "revision": revision(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": device,
     }
@@ -49,6 +88,20 @@ def environment(device: str = "cpu") -> dict[str, Any]:
 
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return env
+
+
+def command_line() -> str:
+    """This process's command as a reader reruns it from the repository root."""
+    script = Path(sys.argv[0]).resolve()
+    shown = script.relative_to(REPO) if script.is_relative_to(REPO) else script
+    return shlex.join(["python", str(shown), *sys.argv[1:]])
+
+
+def add_output_args(parser: argparse.ArgumentParser) -> None:
+    """``--results-dir`` and ``--note``: where the table's JSON goes and what to say about the run."""
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
+                        help="where <table>.json is written (default benchmarks/results; trial runs: benchmarks/scratch)")
+    parser.add_argument("--note", default="", help="recorded in the JSON, e.g. 'machine loaded by other jobs'")
 
 
 def peak_rss_mb() -> float:
@@ -64,12 +117,19 @@ def dir_bytes(path: Path) -> int:
 def run_child(argv: Sequence[str], timeout: float | None = None) -> dict[str, Any]:
     """Run ``python argv...`` and return the JSON object its last stdout line holds.
 
-    A failing child raises with its stderr tail, so a broken contender is never averaged in.
+    The child's stderr (its progress) passes through; a failing child raises, so a broken
+    contender is never averaged in.
     """
-    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run([sys.executable, *argv], stdout=subprocess.PIPE, text=True, timeout=timeout)
     if done.returncode != 0:
-        raise RuntimeError(f"benchmark child {' '.join(argv)} exited {done.returncode}:\n{done.stderr[-4000:]}")
+        raise RuntimeError(f"benchmark child {shlex.join(argv)} exited {done.returncode} (its stderr is above)")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def rotated(items: Sequence[Any], start: int) -> list[Any]:
+    """``items`` starting at index ``start`` (mod len): round r of an interleaved schedule."""
+    k = start % len(items)
+    return [*items[k:], *items[:k]]
 
 
 def interleaved(
@@ -83,8 +143,7 @@ def interleaved(
     """
     results: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
     for rep in range(repeats):
-        for i in range(len(contenders)):
-            name = contenders[(rep + i) % len(contenders)]
+        for name in rotated(contenders, rep):
             result = run(name, rep)
             results[name].append(result)
             if on_result is not None:
@@ -98,10 +157,43 @@ def median(runs: Iterable[Mapping[str, Any]], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
-def append_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
-    """Append one JSON object per line to ``path`` (results accumulate across runs and machines)."""
-    path = Path(path)
+@dataclass(frozen=True)
+class Column:
+    """One column of a printed table: the row key, its header and its format spec."""
+
+    key: str
+    header: str
+    spec: str = ""  # format() spec of the value, e.g. ".2f"; None values print as "-"
+
+    def cell(self, row: Mapping[str, Any]) -> str:
+        value = row.get(self.key)
+        return "-" if value is None else format(value, self.spec)
+
+
+def print_table(columns: Sequence[Column], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows as aligned text columns (first column left-aligned, the others right-aligned)."""
+    cells = [[c.header for c in columns], *([c.cell(r) for c in columns] for r in rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    for line in cells:
+        print("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(line, widths, strict=True))))
+
+
+def write_table(name: str, rows: Sequence[Mapping[str, Any]], *, columns: Sequence[Column], config: Mapping[str, Any],
+                machine: Mapping[str, Any], results_dir: Path = RESULTS_DIR, note: str = "",
+                runs: Sequence[Mapping[str, Any]] = ()) -> Path:
+    """Print the table and write ``<results_dir>/<name>.json``: rows, raw runs, machine, command, config.
+
+    ``machine`` is :func:`environment` taken when the measurement started; the load at the end is
+    added, so a reader sees whether the machine was busy throughout.
+    """
+    print_table(columns, rows)
+    path = Path(results_dir) / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        for record in records:
-            f.write(json.dumps(record) + "\n")
+    record = {
+        "table": name, "command": command_line(), "note": note,
+        "machine": {**machine, "load_avg_1m_at_end": os.getloadavg()[0]}, "config": dict(config),
+        "columns": [asdict(c) for c in columns], "rows": list(rows), "runs": list(runs),
+    }
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"-> {path}")
+    return path

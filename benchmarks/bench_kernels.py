@@ -8,13 +8,15 @@ For each op and shape, one setup builds the inputs that every contender then rea
 - ``copy`` (CUDA only): a device-to-device copy moving the same number of bytes (half read, half
   written), the bandwidth ceiling; other rows report their time as a percentage of it.
 
-Effective GB/s = bytes / median time, bytes = every input read once + every output written once
-(written next to each op below). Repetitions are interleaved across contenders; on CUDA each call
+GB/s = bytes / median time, bytes = what the kernel actually moves: every input read as many
+times as the op reads it (``layer_maps`` reads ``a`` and ``g`` twice: two passes) + every output
+written once (written next to each op below). Repetitions are interleaved across contenders; on CUDA each call
 is timed with CUDA events after an L2 flush, so tensors smaller than L2 are not read from cache.
 
     python benchmarks/bench_kernels.py [--device cuda] [--batch 64] [--repeats 20] [--ops channel_stats,...]
 
-Prints a table and appends JSON lines to benchmarks/results/kernels.json.
+``--contenders torch`` skips ``torch.compile`` (minutes of compilation on a CPU). Prints a table
+and writes benchmarks/results/kernels.json.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from _common import RESULTS_DIR, append_jsonl, environment, interleaved, median
+from _common import Column, add_output_args, environment, interleaved, median, write_table
+
+from attrstream.kernels.names import STAT_NAMES
 
 # ResNet-50 layer outputs (C, H, W) at 224×224, and the input batch itself.
 SHAPES = {
@@ -37,19 +40,21 @@ SHAPES = {
     "layer4": (2048, 7, 7),
     "input": (3, 224, 224),
 }
-MAP_BYTES = 2 + 4  # per position of a float16 map, plus (amortised below) a float32 scale per example
+STATS_BYTES = len(STAT_NAMES) * 4  # per (example, channel): float32 statistics
 
 
 @dataclass(frozen=True)
 class Op:
-    """One kernel: where it lives, how many [N,C,H,W] inputs it reads, and the bytes it must move."""
+    """One kernel: where it lives, how many [N,C,H,W] inputs it reads and how often, the bytes it writes."""
 
     name: str
     inputs: int  # tensors of the layer's shape read: a (+ g)
     out_bytes: Callable[[int, int, int, int], int]  # (N, C, H, W) -> bytes written
+    passes: int = 1  # times the kernel reads each input
 
     def bytes(self, n: int, c: int, h: int, w: int, itemsize: int) -> int:
-        return self.inputs * n * c * h * w * itemsize + self.out_bytes(n, c, h, w)
+        """Bytes moved: passes × inputs × N·C·H·W × itemsize read, plus the outputs written once."""
+        return self.passes * self.inputs * n * c * h * w * itemsize + self.out_bytes(n, c, h, w)
 
     def load(self) -> tuple[Callable, Callable] | str:
         """(torch reference, triton launcher), or why the op is unavailable."""
@@ -65,17 +70,16 @@ def _map(n: int, c: int, h: int, w: int) -> int:
 
 
 OPS = {
-    # stats [N,C,5] float32; a read once
-    "channel_stats": Op("channel_stats", 1, lambda n, c, h, w: n * c * 5 * 4),
+    # stats [N,C,S] float32; a read once
+    "channel_stats": Op("channel_stats", 1, lambda n, c, h, w: n * c * STATS_BYTES),
     # x and g read once; one map
     "product_map": Op("product_map", 2, _map),
     # g read once; one map
     "saliency": Op("saliency", 1, _map),
     # a and g read once; one map
     "grad_cam": Op("grad_cam", 2, _map),
-    # a and g read once (the kernel reads each twice by design: this is the effective rate);
-    # stats + two maps
-    "layer_maps": Op("layer_maps", 2, lambda n, c, h, w: n * c * 5 * 4 + 2 * _map(n, c, h, w)),
+    # a and g read twice each (pass 1: stats of a and the mean of g; pass 2: both maps); stats + two maps
+    "layer_maps": Op("layer_maps", 2, lambda n, c, h, w: n * c * STATS_BYTES + 2 * _map(n, c, h, w), passes=2),
 }
 
 
@@ -101,10 +105,12 @@ class Timer:
         return begin.elapsed_time(end) / 1e3
 
 
-def contenders(op: Op, reference: Callable, triton_fn: Callable, args: tuple, nbytes: int,
-               device: torch.device) -> dict[str, Callable[[], object]]:
-    compiled = torch.compile(reference, dynamic=False)
-    calls = {"torch": lambda: reference(*args), "compile": lambda: compiled(*args)}
+def contenders(reference: Callable, triton_fn: Callable, args: tuple, nbytes: int, device: torch.device,
+               wanted: tuple[str, ...]) -> dict[str, Callable[[], object]]:
+    calls: dict[str, Callable[[], object]] = {"torch": lambda: reference(*args)}
+    if "compile" in wanted:
+        compiled = torch.compile(reference, dynamic=False)
+        calls["compile"] = lambda: compiled(*args)
     if device.type == "cuda":
         src = torch.empty(nbytes // 2, dtype=torch.uint8, device=device)
         dst = torch.empty_like(src)
@@ -113,16 +119,16 @@ def contenders(op: Op, reference: Callable, triton_fn: Callable, args: tuple, nb
     return calls
 
 
-def bench_case(op: Op, shape_name: str, args: argparse.Namespace, device: torch.device, timer: Timer,
-               env: dict) -> list[dict]:
+def bench_case(op: Op, shape_name: str, args: argparse.Namespace, device: torch.device,
+               timer: Timer) -> list[dict]:
     torch._dynamo.reset()  # each case compiles afresh: no recompile limit reached, no cache carried over
     c, h, w = SHAPES[shape_name]
     n, dtype = args.batch, getattr(torch, args.dtype)
-    record = {**env, "benchmark": "kernels", "op": op.name, "shape_name": shape_name,
-              "shape": [n, c, h, w], "dtype": args.dtype, "layout": args.layout}
+    record = {"op": op.name, "shape_name": shape_name, "shape": [n, c, h, w], "dtype": args.dtype,
+              "layout": args.layout, "passes": op.passes}
     loaded = op.load()
     if isinstance(loaded, str):
-        return [{**record, "contender": None, "status": loaded}]
+        return [{**record, "contender": None, "status": loaded, "shape_str": "x".join(map(str, record["shape"]))}]
     reference, triton_fn = loaded
     gen = torch.Generator(device=device).manual_seed(0)
     memory_format = torch.channels_last if args.layout == "channels_last" else torch.contiguous_format
@@ -131,7 +137,7 @@ def bench_case(op: Op, shape_name: str, args: argparse.Namespace, device: torch.
         for _ in range(op.inputs)
     )
     nbytes = op.bytes(n, c, h, w, inputs[0].element_size())
-    calls = contenders(op, reference, triton_fn, inputs, nbytes, device)
+    calls = contenders(reference, triton_fn, inputs, nbytes, device, args.contenders)
     for call in calls.values():  # warm-up: compilation (inductor, Triton JIT) stays out of the timing
         call()
     if device.type == "cuda":
@@ -140,22 +146,18 @@ def bench_case(op: Op, shape_name: str, args: argparse.Namespace, device: torch.
     seconds = {name: median(runs[name], "s") for name in calls}
     records = []
     for name, s in seconds.items():
-        records.append({**record, "contender": name, "status": "ok", "bytes": nbytes,
-                        "median_s": s, "gbps": nbytes / s / 1e9, "repeats": args.repeats,
+        records.append({**record, "shape_str": "x".join(map(str, record["shape"])), "contender": name,
+                        "status": "ok", "mb": nbytes / 1e6, "bytes": nbytes, "median_s": s, "ms": s * 1e3,
+                        "gbps": nbytes / s / 1e9, "repeats": args.repeats,
                         "pct_of_copy": 100 * seconds["copy"] / s if "copy" in seconds else None})
     return records
 
 
-def print_table(records: list[dict]) -> None:
-    print(f"{'op':<14} {'shape':<20} {'contender':<9} {'MB':>8} {'ms':>9} {'GB/s':>8} {'% copy':>7}")
-    for r in records:
-        shape = "x".join(map(str, r["shape"]))
-        if r["status"] != "ok":
-            print(f"{r['op']:<14} {shape:<20} {r['status']}")
-            continue
-        pct = f"{r['pct_of_copy']:.0f}" if r["pct_of_copy"] is not None else "-"
-        print(f"{r['op']:<14} {shape:<20} {r['contender']:<9} {r['bytes'] / 1e6:>8.1f} "
-              f"{r['median_s'] * 1e3:>9.3f} {r['gbps']:>8.2f} {pct:>7}")
+COLUMNS = (
+    Column("op", "op"), Column("shape_str", "shape"), Column("contender", "contender"), Column("status", "status"),
+    Column("passes", "passes"), Column("mb", "MB moved", ".1f"), Column("ms", "ms", ".3f"),
+    Column("gbps", "GB/s", ".2f"), Column("pct_of_copy", "% copy", ".0f"),
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -168,7 +170,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "layer4 on CPU, where compiling every case would take minutes)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     p.add_argument("--layout", default="contiguous", choices=("contiguous", "channels_last"))
-    p.add_argument("--json", type=Path, default=RESULTS_DIR / "kernels.json")
+    p.add_argument("--contenders", default="torch,compile",
+                   help="torch and/or compile (triton and copy are added on CUDA); torch alone skips compiling")
+    add_output_args(p)
     p.add_argument("--target-pct", type=float, help="exit 1 unless every Triton row reaches this %% of the "
                    "copy bandwidth and beats torch.compile (CUDA)")
     args = p.parse_args(argv)
@@ -178,10 +182,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.batch = args.batch or (64 if cuda else 8)
     args.repeats = args.repeats or (20 if cuda else 3)
     args.shapes = args.shapes or (",".join(SHAPES) if cuda else "layer4")
-    for flag, given, allowed in (("--ops", args.ops, OPS), ("--shapes", args.shapes, SHAPES)):
+    for flag, given, allowed in (("--ops", args.ops, OPS), ("--shapes", args.shapes, SHAPES),
+                                 ("--contenders", args.contenders, ("torch", "compile"))):
         unknown = [x for x in given.split(",") if x not in allowed]
         if unknown:
             p.error(f"{flag}: expected names from {', '.join(allowed)}, got {', '.join(unknown)}")
+    args.contenders = tuple(args.contenders.split(","))
     return args
 
 
@@ -193,10 +199,12 @@ def main(argv: list[str] | None = None) -> None:
     records = []
     for op_name in args.ops.split(","):
         for shape_name in args.shapes.split(","):
-            records += bench_case(OPS[op_name], shape_name, args, device, timer, env)
-    print_table(records)
-    append_jsonl(args.json, records)
-    print(f"\n{len(records)} records appended to {args.json}")
+            records += bench_case(OPS[op_name], shape_name, args, device, timer)
+    config = {"device": args.device, "batch": args.batch, "repeats": args.repeats, "ops": args.ops.split(","),
+              "shapes": args.shapes.split(","), "dtype": args.dtype, "layout": args.layout,
+              "contenders": list(args.contenders)}
+    write_table("kernels", records, columns=COLUMNS, config=config, machine=env, results_dir=args.results_dir,
+                note=args.note)
     if args.target_pct is not None and not meets_target(records, args.target_pct):
         raise SystemExit(1)
 

@@ -7,7 +7,7 @@ time from open to close (files are left in the page cache, not fsynced, for ever
 
     python benchmarks/bench_store.py [--n 4096] [--batch 64] [--compressors lz4,zstd] [--scale 4]
 
-Prints a table and appends JSON lines to benchmarks/results/store.json.
+Prints a table and writes benchmarks/results/store.json.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS_DIR, append_jsonl, dir_bytes, environment, peak_rss_mb, run_child
+from _common import Column, add_output_args, dir_bytes, environment, peak_rss_mb, run_child, write_table
 
-RESULTS = RESULTS_DIR / "store.json"
 CASES = ("raw", "writer", "naive")
 POOL = 4  # distinct batches cycled through (data generation stays out of the timing)
 
@@ -101,6 +100,14 @@ def run_case(case: str, n: int, batch: int, compressor: str, out: Path) -> dict:
             "peak_rss_mb": peak_rss_mb(), **extra}
 
 
+COLUMNS = (
+    Column("case", "case"), Column("compressor", "comp"), Column("n", "N", "d"), Column("raw_mb", "raw MB", ".0f"),
+    Column("stored_mb", "stored MB", ".0f"), Column("wall_s", "wall s", ".2f"), Column("mb_s", "MB/s", ".0f"),
+    Column("ratio_to_raw", "vs raw", ".2f"), Column("mb_per_cpu_s", "MB/CPU-s", ".0f"),
+    Column("peak_rss_mb", "peak RSS MB", ".0f"), Column("writer_idle", "writer idle", ".2f"),
+)
+
+
 def child(case: str, n: int, batch: int, compressor: str, directory: str | None) -> dict:
     """One case in a fresh process, so that its peak RSS is its own."""
     argv = [__file__, "--child", case, "--n", str(n), "--batch", str(batch), "--compressors", compressor]
@@ -115,12 +122,14 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=4,
                         help="also run raw and the writer at N × scale with the first compressor (peak RSS); 0: skip")
     parser.add_argument("--dir", help="where to write (default: the system temp dir; /dev/shm: no disk)")
+    add_output_args(parser)
     parser.add_argument("--child", choices=CASES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         with tempfile.TemporaryDirectory(prefix="bench_store_", dir=args.dir) as tmp:
             print(json.dumps(run_case(args.child, args.n, args.batch, args.compressors, Path(tmp))))
         return
+    env = environment()
     results = []
     for i, compressor in enumerate(args.compressors.split(",")):
         runs = [(case, args.n) for case in CASES]
@@ -128,18 +137,16 @@ def main() -> None:
             runs += [("raw", args.n * args.scale), ("writer", args.n * args.scale)]
         for case, n in runs:
             results.append(child(case, n, args.batch, compressor, args.dir))
-    env = environment()
     raw = {(r["compressor"], r["n"]): r["mb_s"] for r in results if r["case"] == "raw"}
-    print(f"{'case':8} {'comp':5} {'N':>6} {'raw MB':>8} {'stored MB':>9} {'wall s':>7} {'MB/s':>7} "
-          f"{'vs raw':>6} {'MB/CPU-s':>9} {'peak RSS MB':>11} {'writer idle':>11}")
     for r in results:
         r["ratio_to_raw"] = r["mb_s"] / raw[(r["compressor"], r["n"])]
-        idle = f"{r['writer_idle']:.2f}" if "writer_idle" in r else "-"
-        print(f"{r['case']:8} {r['compressor']:5} {r['n']:6d} {r['raw_bytes'] / 1e6:8.0f} "
-              f"{r['stored_bytes'] / 1e6:9.0f} {r['wall_s']:7.2f} {r['mb_s']:7.0f} {r['ratio_to_raw']:6.2f} "
-              f"{r['raw_bytes'] / 1e6 / r['cpu_s']:9.0f} {r['peak_rss_mb']:11.0f} {idle:>11}")
-    append_jsonl(RESULTS, [{"benchmark": "store", **env, **r} for r in results])
-
+        r["raw_mb"], r["stored_mb"] = r["raw_bytes"] / 1e6, r["stored_bytes"] / 1e6
+        r["mb_per_cpu_s"] = r["raw_mb"] / r["cpu_s"]
+        r.setdefault("writer_idle", None)
+    config = {"n": args.n, "batch": args.batch, "compressors": args.compressors.split(","), "scale": args.scale,
+              "dir": args.dir}
+    write_table("store", results, columns=COLUMNS, config=config, machine=env, results_dir=args.results_dir,
+                note=args.note)
 
 if __name__ == "__main__":
     main()

@@ -1,283 +1,311 @@
 """End-to-end extraction throughput: attrstream against the bare loop (the limit) and against Captum.
 
-Three contenders on the same model and the same batches (one setup function serves all):
+The contenders (``bare``, ``attrstream``, ``captum``: see ``_sweep_contenders.py``) run the same
+model on the same batches. ``--mode separate`` runs every (contender, round) in a fresh process
+(peak RSS is the contender's own); ``--mode interleaved`` alternates the contenders in one
+process. Either way each contender first runs one warm-up batch, rounds rotate which contender
+goes first, img/s are medians, and ratios are medians of per-round ratios. Tables:
 
-- ``bare``: forward + ``autograd.grad`` to the input for the predicted class, nothing kept;
-- ``attrstream``: ``sweep()`` with grad×input, saliency, Grad-CAM and statistics at every layer,
-  outputs, thumbnails, streamed into a fresh Zarr store;
-- ``captum``: what a Captum user writes for the same outputs (``InputXGradient``, ``Saliency``,
-  ``LayerGradCam`` per layer, ``LayerActivation`` + per-channel statistics in torch), saved with
-  ``numpy.save`` per batch.
+- ``main``: the three contenders at one size (grad×input, saliency, Grad-CAM, statistics at every layer);
+- ``layers``: the same at 1, 2 and 4 layers (``--layer-counts``; the last k of the layers): the
+  speed-up over Captum grows with the layer count, since Captum pays a forward and a backward per layer;
+- ``sizes``: N = 16, 96, 256 (``--sizes``), so that a sweep's fixed costs show beside its steady state;
+- ``fixed-cost``: a one-batch sweep timed phase by phase (``_fixed_cost.py``) against one bare batch;
+- ``multi-sample-memory``: peak RSS and img/s of SmoothGrad / Integrated Gradients at ``--samples``
+  (8, 48) with ``internal_batch_size`` = the batch size against unchunked (batch × samples), each in
+  its own process;
+- ``memory-scaling``: attrstream's peak RSS at N and 4N (streaming: flat).
 
-Each (contender, repetition) runs in a fresh subprocess, after one warm-up batch of its own work,
-in interleaved rounds; the table shows medians of img/s, and the ratios are medians of the
-per-round ratios. ``--memory-scaling`` instead runs attrstream at N
-and 4N, each in a fresh subprocess, and prints both peak RSS (streaming: they must be equal).
-
-    python benchmarks/bench_sweep.py                       # ResNet-18, 224², batch 16, N=256, unit 64, 3 rounds
-    python benchmarks/bench_sweep.py --memory-scaling
+    python benchmarks/bench_sweep.py                                   # main, separate processes
+    python benchmarks/bench_sweep.py --mode interleaved                # main, one process
+    python benchmarks/bench_sweep.py --table layers --mode interleaved
+    python benchmarks/bench_sweep.py --table sizes --mode interleaved
+    python benchmarks/bench_sweep.py --table fixed-cost --repeats 5
+    python benchmarks/bench_sweep.py --table multi-sample-memory --image-size 112 --batch-size 8 -n 16 --repeats 1
     python benchmarks/bench_sweep.py --model resnet50 --device cuda --autocast --batch-size 128 -n 4096
 
-Prints a table and appends JSON lines to benchmarks/results/sweep.json.
+Prints a table and writes benchmarks/results/sweep_<table>[_<mode>].json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import (
-    RESULTS_DIR,
-    append_jsonl,
-    dir_bytes,
-    environment,
-    interleaved,
-    median,
-    peak_rss_mb,
-    run_child,
-)
+from _common import Column, add_output_args, environment, median, run_child, write_table
+from _fixed_cost import PHASES, TOTAL, fixed_cost_job
+from _sweep_contenders import CONTENDERS, METHODS, Case, job_argv, progress, run_job, schedule, setup
 
-CONTENDERS = ("bare", "attrstream", "captum")
 DEFAULT_UNIT = 64  # 4 units at the default N: the writer overlaps compute, as in any run of real length
-METHODS = ("grad_x_input", "saliency", "grad_cam", "stats")
+SAMPLE_OPTIONS = {"smoothgrad": "smoothgrad_samples", "integrated_gradients": "ig_steps"}
+TABLES = ("main", "layers", "sizes", "fixed-cost", "multi-sample-memory", "memory-scaling")
 
 
-@dataclass
-class Setup:
-    """What every contender shares: the model (eval, frozen), its layers and the data set."""
-
-    model: Any
-    layers: dict[str, Any]
-    dataset: Any
-    device: Any
-    args: argparse.Namespace
-
-    def loader(self, dataset=None):
-        """The batches, exactly as the sweep's own loader forms them (in order, same workers)."""
-        from torch.utils.data import DataLoader
-
-        return DataLoader(dataset if dataset is not None else self.dataset, batch_size=self.args.batch_size,
-                          shuffle=False, num_workers=self.args.num_workers, pin_memory=self.device.type == "cuda")
-
-    def autocast(self):
-        import torch
-
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.args.autocast)
-
-    def sync(self) -> None:
-        import torch
-
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+def measure(args: argparse.Namespace, cases: list[Case], contenders: tuple[str, ...], mode: str) -> list[dict]:
+    """Every scheduled run of ``cases`` × ``contenders`` × ``args.repeats`` rounds, in ``mode``."""
+    if mode == "interleaved":
+        return run_child(job_argv(__file__, args, "rounds", cases, contenders, args.repeats))["runs"]
+    runs = []
+    for rep, i, name in schedule(len(cases), contenders, args.repeats):
+        (r,) = run_child(job_argv(__file__, args, "rounds", [cases[i]], (name,), 1))["runs"]
+        progress(rep, cases[i], r)
+        runs.append({**r, "case": i, "round": rep})
+    return runs
 
 
-def setup(args: argparse.Namespace, n: int) -> Setup:
-    """Model (seeded, eval mode, parameters frozen as the sweep freezes them) and data, for everyone."""
-    import torch
-
-    from attrstream.engine.capture import default_layers, resolve_layers
-    from attrstream.engine.data import FakeImages
-    from attrstream.engine.models import ModelSpec, build_model
-    from attrstream.engine.probe import probe_model
-
-    device = torch.device(args.device)
-    model = build_model(ModelSpec(args.model)).to(device).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    example = torch.zeros(1, 3, args.image_size, args.image_size, device=device)
-    names = args.layers.split(",") if args.layers else default_layers(model, probe_model(model, example))
-    dataset = FakeImages(n=n, image_size=args.image_size, num_classes=1000, seed=0)
-    return Setup(model, resolve_layers(model, names), dataset, device, args)
+def _of(runs: list[dict], case: int, contender: str) -> list[dict]:
+    return [r for r in runs if r["case"] == case and r["contender"] == contender]
 
 
-# ---- contenders: each takes the setup, a data set and a scratch directory; returns extra fields ----
+def paired(runs: list[dict], case: int, a: str, b: str, combine: Callable[[dict, dict], float]) -> float | None:
+    """Median over rounds of ``combine(run of a, run of b)``: adjacent runs share the load of the moment."""
+    of_b = {r["round"]: r for r in _of(runs, case, b)}
+    values = [combine(r, of_b[r["round"]]) for r in _of(runs, case, a) if r["round"] in of_b]
+    return statistics.median(values) if values else None
 
 
-def run_bare(s: Setup, dataset, _scratch: Path) -> dict[str, Any]:
-    import torch
-
-    for x, _ in s.loader(dataset):
-        x = x.to(s.device, non_blocking=True).requires_grad_(True)
-        with s.autocast():
-            logits = s.model(x)
-        score = logits.float().gather(1, logits.detach().argmax(1, keepdim=True)).sum()
-        torch.autograd.grad(score, x)
-    return {}
+def ratio(a: dict, b: dict) -> float:
+    return a["img_s"] / b["img_s"]
 
 
-def run_attrstream(s: Setup, dataset, scratch: Path) -> dict[str, Any]:
-    from attrstream.engine.pipeline import SweepStats, sweep
-
-    stats = SweepStats()
-    out = scratch / "run.zarr"
-    sweep(s.model, dataset, out, stats=stats, layers=tuple(s.layers), methods=METHODS,
-          batch_size=s.args.batch_size, unit=s.args.unit, device=s.args.device, autocast=s.args.autocast,
-          num_workers=s.args.num_workers, progress=False, overwrite=True, model_name=s.args.model)
-    return {"writer_idle": stats.writer_idle_fraction, "append_wait_s": stats.append_wait_s}
+def extra_seconds(a: dict, b: dict) -> float:
+    return a["wall_s"] - b["wall_s"]
 
 
-def run_captum(s: Setup, dataset, scratch: Path) -> dict[str, Any]:
-    import numpy as np
-    import torch
-    from captum.attr import InputXGradient, LayerActivation, LayerGradCam, Saliency
-
-    names = list(s.layers)
-    ixg, sal = InputXGradient(s.model), Saliency(s.model)
-    cams = {name: LayerGradCam(s.model, layer) for name, layer in s.layers.items()}
-    activations = LayerActivation(s.model, list(s.layers.values()))
-    scratch.mkdir(parents=True, exist_ok=True)
-    for b, (x, _) in enumerate(s.loader(dataset)):
-        x = x.to(s.device, non_blocking=True)
-        out: dict[str, torch.Tensor] = {}
-        with s.autocast():
-            with torch.no_grad():
-                logits = s.model(x).float()
-            pred = logits.argmax(1)
-            out["logits"], out["pred"] = logits, pred
-            out["grad_x_input"] = ixg.attribute(x, target=pred).sum(1)
-            out["saliency"] = sal.attribute(x, target=pred).amax(1)
-            for name in names:
-                out[f"{name}_grad_cam"] = cams[name].attribute(x, target=pred)[:, 0]
-            acts = activations.attribute(x)
-        for name, a in zip(names, acts, strict=True):
-            a = a.float().flatten(2)
-            out[f"{name}_stats"] = torch.stack(
-                (a.mean(-1), a.std(-1, correction=0), a.amin(-1), a.amax(-1), (a > 0).float().mean(-1)), dim=-1)
-        for key, value in out.items():
-            np.save(scratch / f"batch{b:05d}_{key}.npy", value.detach().float().cpu().numpy()
-                    if value.is_floating_point() else value.cpu().numpy())
-    return {}
+def _mb(runs: list[dict]) -> float | None:
+    written = median(runs, "bytes_written")
+    return None if written is None else written / 1e6
 
 
-RUNNERS: dict[str, Callable[[Setup, Any, Path], dict[str, Any]]] = {
-    "bare": run_bare, "attrstream": run_attrstream, "captum": run_captum,
-}
-
-
-def child(args: argparse.Namespace) -> dict[str, Any]:
-    """One contender, once: warm up on one batch of its own work, then time the whole data set."""
-    import torch
-
-    from attrstream.engine.data import FakeImages
-
-    s = setup(args, args.num_examples)
-    runner = RUNNERS[args.child]
-    base = Path(args.out_dir) if args.out_dir else None
-    with tempfile.TemporaryDirectory(prefix=f"bench_sweep_{args.child}_", dir=base) as tmp:
-        warm = FakeImages(n=args.batch_size, image_size=args.image_size, num_classes=1000, seed=1)
-        runner(s, warm, Path(tmp) / "warmup")
-        shutil.rmtree(Path(tmp) / "warmup", ignore_errors=True)
-        if s.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(s.device)
-        s.sync()
-        t0 = time.perf_counter()
-        extra = runner(s, s.dataset, Path(tmp) / "out")
-        s.sync()
-        wall = time.perf_counter() - t0
-        written = dir_bytes(Path(tmp) / "out") if (Path(tmp) / "out").exists() else 0
-    result = {"contender": args.child, "n": args.num_examples, "wall_s": wall, "img_s": args.num_examples / wall,
-              "peak_rss_mb": peak_rss_mb(), "bytes_written": written, **extra}
-    if s.device.type == "cuda":
-        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated(s.device) / 2**20
-    return result
-
-
-def child_argv(args: argparse.Namespace, contender: str, n: int, unit: int) -> list[str]:
-    argv = [__file__, "--child", contender, "--model", args.model, "--image-size", str(args.image_size),
-            "--batch-size", str(args.batch_size), "-n", str(n), "--device", args.device, "--unit", str(unit),
-            "--num-workers", str(args.num_workers)]
-    argv += ["--autocast"] if args.autocast else []
-    argv += ["--layers", args.layers] if args.layers else []
-    argv += ["--out-dir", args.out_dir] if args.out_dir else []
-    return argv
-
-
-def config_record(args: argparse.Namespace, unit: int) -> dict[str, Any]:
+def config_record(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     return {"model": args.model, "image_size": args.image_size, "batch_size": args.batch_size,
             "n": args.num_examples, "repeats": args.repeats, "device": args.device, "autocast": args.autocast,
-            "unit": unit, "num_workers": args.num_workers, "methods": list(METHODS), "layers": args.layers}
+            "unit": args.unit, "num_workers": args.num_workers, "methods": list(METHODS), "layers": args.layers,
+            **extra}
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def compare(args: argparse.Namespace) -> None:
-    """The three-way comparison: interleaved rounds, medians, ratios, one JSON line per contender."""
-    unit = args.unit
-    env = environment(args.device)
-    print(f"# {args.model} {args.image_size}² batch {args.batch_size} N={args.num_examples} on {args.device}"
-          f"{' bf16 autocast' if args.autocast else ''}; {args.repeats} interleaved rounds; "
+def announce(args: argparse.Namespace, env: dict[str, Any], what: str) -> None:
+    print(f"# {what}: {args.model} {args.image_size}² batch {args.batch_size} on {args.device}"
+          f"{' bf16 autocast' if args.autocast else ''}; {args.repeats} rounds; "
           f"load {env['load_avg_1m']:.1f} on {env['cores']} cores", flush=True)
 
-    def progress(name: str, rep: int, r: dict[str, Any]) -> None:
-        print(f"#   round {rep + 1} {name:10} {r['img_s']:8.2f} img/s  {r['peak_rss_mb']:7.0f} MB RSS", flush=True)
 
-    runs = interleaved(CONTENDERS, args.repeats,
-                       lambda c, _rep: run_child(child_argv(args, c, args.num_examples, unit)), progress)
-    img_s = {c: median(runs[c], "img_s") for c in CONTENDERS}
-    # Paired per round (adjacent runs share the machine's load of the moment), then the median:
-    # steadier than a ratio of medians when the load of a shared machine drifts.
-    paired = {c: {ref: statistics.median(a["img_s"] / b["img_s"] for a, b in zip(runs[c], runs[ref], strict=True))
-                  for ref in ("bare", "captum")} for c in CONTENDERS}
-    records = []
-    print(f"{'contender':10} {'img/s':>8} {'wall s':>7} {'vs bare':>7} {'vs captum':>9} {'peak RSS MB':>11} "
-          f"{'written MB':>10} {'writer idle':>11}" + (f" {'peak GPU MB':>11}" if args.device != "cpu" else ""))
+def save(args: argparse.Namespace, name: str, rows: list[dict], columns: tuple[Column, ...], env: dict[str, Any],
+         runs: list[dict], **config: Any) -> None:
+    write_table(name, rows, columns=columns, config=config_record(args, **config), machine=env,
+                results_dir=args.results_dir, note=args.note, runs=runs)
+
+
+MAIN_COLUMNS = (
+    Column("contender", "contender"), Column("img_s", "img/s", ".2f"), Column("wall_s", "wall s", ".2f"),
+    Column("ratio_to_bare", "vs bare", ".2f"), Column("speedup_over_captum", "vs captum", ".2f"),
+    Column("peak_rss_mb", "peak RSS MB", ".0f"), Column("written_mb", "written MB", ".1f"),
+    Column("writer_idle", "writer idle", ".2f"), Column("peak_gpu_mb", "peak GPU MB", ".0f"),
+)
+
+
+def table_main(args: argparse.Namespace) -> None:
+    """The three contenders at one size: one row each."""
+    env = environment(args.device)
+    announce(args, env, f"main, N={args.num_examples}, {args.mode}")
+    runs = measure(args, [Case(args.num_examples)], CONTENDERS, args.mode)
+    rows = []
     for c in CONTENDERS:
-        rec = {
-            "benchmark": "sweep", **env, "config": config_record(args, unit), "contender": c,
-            "img_s": img_s[c], "wall_s": median(runs[c], "wall_s"),
-            "ratio_to_bare": paired[c]["bare"], "speedup_over_captum": paired[c]["captum"],
-            "ratio_of_medians_to_bare": img_s[c] / img_s["bare"],
-            "ratio_of_medians_to_captum": img_s[c] / img_s["captum"],
-            "peak_rss_mb": median(runs[c], "peak_rss_mb"), "bytes_written": median(runs[c], "bytes_written"),
-            "writer_idle": median(runs[c], "writer_idle"), "append_wait_s": median(runs[c], "append_wait_s"),
-            "peak_gpu_mb": median(runs[c], "peak_gpu_mb"), "runs": runs[c],
-        }
-        records.append(rec)
-        print(f"{c:10} {rec['img_s']:8.2f} {rec['wall_s']:7.2f} {rec['ratio_to_bare']:7.2f} "
-              f"{rec['speedup_over_captum']:9.2f} {rec['peak_rss_mb']:11.0f} {rec['bytes_written'] / 1e6:10.1f} "
-              f"{_fmt(rec['writer_idle'], '11.2f'):>11}"
-              + (f" {_fmt(rec['peak_gpu_mb'], '11.0f'):>11}" if args.device != "cpu" else ""))
-    ratio, speedup = paired["attrstream"]["bare"], paired["attrstream"]["captum"]
-    print(f"attrstream / bare = {ratio:.2f} (target >= 0.90); attrstream / captum = {speedup:.2f} (target >= 4); "
-          f"medians of per-round ratios; load now {environment()['load_avg_1m']:.1f}")
-    append_jsonl(args.json, records)
+        mine = _of(runs, 0, c)
+        rows.append({
+            "contender": c, "layers": mine[0]["layers"], "img_s": median(mine, "img_s"), "wall_s": median(mine, "wall_s"),
+            "ratio_to_bare": paired(runs, 0, c, "bare", ratio), "speedup_over_captum": paired(runs, 0, c, "captum", ratio),
+            "ratio_of_medians_to_bare": median(mine, "img_s") / median(_of(runs, 0, "bare"), "img_s"),
+            "peak_rss_mb": median(mine, "peak_rss_mb"), "written_mb": _mb(mine),
+            "writer_idle": median(mine, "writer_idle"), "append_wait_s": median(mine, "append_wait_s"),
+            "peak_gpu_mb": median(mine, "peak_gpu_mb"),
+        })
+    save(args, f"sweep_main_{args.mode}", rows, MAIN_COLUMNS, env, runs, mode=args.mode)
 
 
-def memory_scaling(args: argparse.Namespace) -> None:
+COMPARISON_COLUMNS = (
+    Column("n", "N", "d"), Column("layer_count", "layers", "d"), Column("bare_img_s", "bare img/s", ".2f"),
+    Column("attrstream_img_s", "attrstream img/s", ".2f"), Column("captum_img_s", "captum img/s", ".2f"),
+    Column("ratio_to_bare", "attrstream/bare", ".2f"), Column("speedup_over_captum", "attrstream/captum", ".2f"),
+    Column("extra_s", "attrstream - bare s", ".2f"), Column("attrstream_mb", "attrstream MB", ".1f"),
+    Column("captum_mb", "captum MB", ".1f"),
+)
+
+
+def comparison_rows(cases: list[Case], runs: list[dict]) -> list[dict]:
+    """One row per case: each contender's img/s, attrstream's paired ratios and extra seconds over bare."""
+    rows = []
+    for i, case in enumerate(cases):
+        layers = _of(runs, i, "attrstream")[0]["layers"]
+        rows.append({
+            "n": case.n, "layer_count": len(layers), "layers": layers,
+            **{f"{c}_img_s": median(_of(runs, i, c), "img_s") for c in CONTENDERS},
+            "ratio_to_bare": paired(runs, i, "attrstream", "bare", ratio),
+            "speedup_over_captum": paired(runs, i, "attrstream", "captum", ratio),
+            "extra_s": paired(runs, i, "attrstream", "bare", extra_seconds),
+            "attrstream_mb": _mb(_of(runs, i, "attrstream")), "captum_mb": _mb(_of(runs, i, "captum")),
+        })
+    return rows
+
+
+def table_layers(args: argparse.Namespace) -> None:
+    counts = [int(k) for k in args.layer_counts.split(",")]
+    env = environment(args.device)
+    announce(args, env, f"layers {counts}, N={args.num_examples}, {args.mode}")
+    cases = [Case(args.num_examples, layer_count=k) for k in counts]
+    runs = measure(args, cases, CONTENDERS, args.mode)
+    save(args, f"sweep_layers_{args.mode}", comparison_rows(cases, runs), COMPARISON_COLUMNS, env, runs,
+         mode=args.mode, layer_counts=counts)
+
+
+def table_sizes(args: argparse.Namespace) -> None:
+    sizes = [int(n) for n in args.sizes.split(",")]
+    env = environment(args.device)
+    announce(args, env, f"sizes {sizes}, {args.mode}")
+    cases = [Case(n) for n in sizes]
+    runs = measure(args, cases, CONTENDERS, args.mode)
+    save(args, f"sweep_sizes_{args.mode}", comparison_rows(cases, runs), COMPARISON_COLUMNS, env, runs,
+         mode=args.mode, sizes=sizes)
+
+
+FIXED_COLUMNS = (Column("phase", "phase"), Column("s", "s", ".3f"), Column("share", "of sweep", ".0%"))
+
+
+PER_BATCH = (":extract_batch", ":IndexedItems.__getitem__")  # phases a bare batch pays its own version of
+
+
+def phase_rows(runs: list[dict]) -> list[dict]:
+    """The phase tree (each parent followed by its children and its own rest), then the sweep against
+    the bare batch of the same round; medians over rounds."""
+    sweeps = [r for r in runs if r["contender"] == "attrstream"]
+    bare = {r["round"]: r["wall_s"] for r in runs if r["contender"] == "bare"}
+    children: dict[str, list[str]] = {}
+    for p in PHASES:
+        children.setdefault(p.parent, []).append(p.label)
+    per_batch = [p.label for p in PHASES if p.target.endswith(PER_BATCH)]
+    rows: list[dict] = []
+
+    def add(label: str, seconds: Callable[[dict], float]) -> None:
+        rows.append({"phase": label, "s": statistics.median(seconds(r) for r in sweeps)})
+
+    def visit(label: str, depth: int) -> None:
+        add("  " * depth + label, lambda r: r["phases"][label])
+        kids = children.get(label, [])
+        for kid in kids:
+            visit(kid, depth + 1)
+        if kids:
+            add("  " * (depth + 1) + "(rest)", lambda r: r["phases"][label] - sum(r["phases"][k] for k in kids))
+
+    def batch_work(r: dict) -> float:
+        return sum(r["phases"][label] for label in per_batch)
+
+    visit(TOTAL, 0)
+    rows.append({"phase": "bare batch (data, forward, input gradient)", "s": statistics.median(bare.values())})
+    add("sweep - bare batch", lambda r: r["wall_s"] - bare[r["round"]])
+    add("  batch work beyond bare: extract_batch + data loading - bare batch", lambda r: batch_work(r) - bare[r["round"]])
+    add("  fixed cost: sweep - extract_batch - data loading", lambda r: r["wall_s"] - batch_work(r))
+    total = rows[0]["s"]
+    return [{**row, "share": row["s"] / total} for row in rows]
+
+
+def table_fixed_cost(args: argparse.Namespace) -> None:
+    """A one-batch sweep (N = batch size, one unit), in one process after a warm-up sweep."""
+    env = environment(args.device)
+    announce(args, env, f"fixed cost of a one-batch sweep (N={args.batch_size})")
+    result = run_child(job_argv(__file__, args, "fixed_cost", [], ("attrstream",), args.repeats))
+    save(args, "sweep_fixed_cost", phase_rows(result["runs"]), FIXED_COLUMNS, env, result["runs"],
+         n=args.batch_size, layer_names=result["layers"])
+
+
+MULTI_COLUMNS = (
+    Column("method", "method"), Column("samples", "samples", "d"), Column("internal_batch_size", "internal batch", "d"),
+    Column("peak_rss_mb", "peak RSS MB", ".0f"), Column("sweep_rss_mb", "over setup MB", ".0f"),
+    Column("peak_vs_fewest", "peak vs fewest samples", ".2f"), Column("img_s", "img/s", ".3f"),
+    Column("speed_vs_unchunked", "speed vs unchunked", ".2f"),
+)
+
+
+def table_multi_sample_memory(args: argparse.Namespace) -> None:
+    """Chunked (internal batch = batch size) against unchunked expanded batches, one process per run."""
+    samples = [int(k) for k in args.samples.split(",")]
+    methods = args.sample_methods.split(",")
+    env = environment(args.device)
+    announce(args, env, f"multi-sample memory, N={args.num_examples}, samples {samples}")
+    cases, keys = [], []
+    for method in methods:
+        for k in samples:
+            for chunk in (args.batch_size, args.batch_size * k):
+                cases.append(Case(args.num_examples, methods=(method,),
+                                  options={SAMPLE_OPTIONS[method]: k, "internal_batch_size": chunk}))
+                keys.append((method, k, chunk))
+    runs = measure(args, cases, ("attrstream",), "separate")
+    rows = []
+    for i, (method, k, chunk) in enumerate(keys):
+        mine = _of(runs, i, "attrstream")
+        rows.append({"method": method, "samples": k, "internal_batch_size": chunk,
+                     "chunked": chunk == args.batch_size, "peak_rss_mb": median(mine, "peak_rss_mb"),
+                     "sweep_rss_mb": statistics.median(r["peak_rss_mb"] - r["rss_before_mb"] for r in mine),
+                     "img_s": median(mine, "img_s")})
+    for row in rows:
+        same = [r for r in rows if r["method"] == row["method"] and r["chunked"] == row["chunked"]]
+        fewest = min(same, key=lambda r: r["samples"])
+        unchunked = next(r for r in rows if r["method"] == row["method"] and r["samples"] == row["samples"]
+                         and r["internal_batch_size"] == args.batch_size * row["samples"])
+        row["peak_vs_fewest"] = row["peak_rss_mb"] / fewest["peak_rss_mb"]
+        row["speed_vs_unchunked"] = row["img_s"] / unchunked["img_s"]
+    save(args, "sweep_multi_sample_memory", rows, MULTI_COLUMNS, env, runs, samples=samples, methods=methods)
+
+
+SCALING_COLUMNS = (
+    Column("n", "N", "d"), Column("units", "units", "d"), Column("img_s", "img/s", ".2f"),
+    Column("peak_rss_mb", "peak RSS MB", ".0f"), Column("written_mb", "written MB", ".1f"),
+)
+
+
+def table_memory_scaling(args: argparse.Namespace) -> None:
     """attrstream at N and 4N, each in a fresh process: a streaming sweep's peak RSS does not grow.
 
     The unit defaults to N/2 here, so that both runs span several units and the bounded buffers
     (two units) are filled in both.
     """
     unit = args.unit if args.unit != DEFAULT_UNIT else max(1, args.num_examples // 2)
+    scaled = argparse.Namespace(**{**vars(args), "unit": unit})
     env = environment(args.device)
-    records = []
-    print(f"# memory scaling: attrstream, {args.model} {args.image_size}² batch {args.batch_size}, unit {unit}; "
-          f"load {env['load_avg_1m']:.1f}")
-    print(f"{'N':>7} {'units':>5} {'img/s':>8} {'peak RSS MB':>11} {'written MB':>10}")
-    for n in (args.num_examples, 4 * args.num_examples):
-        r = run_child(child_argv(args, "attrstream", n, unit))
-        print(f"{n:7d} {-(-n // unit):5d} {r['img_s']:8.2f} {r['peak_rss_mb']:11.0f} {r['bytes_written'] / 1e6:10.1f}",
-              flush=True)
-        records.append({"benchmark": "sweep_memory", **env, "config": {**config_record(args, unit), "n": n}, **r})
-    growth = records[1]["peak_rss_mb"] - records[0]["peak_rss_mb"]
-    print(f"peak RSS growth from N to 4N: {growth:+.0f} MB ({growth / records[0]['peak_rss_mb']:+.1%})")
-    append_jsonl(args.json, records)
+    announce(scaled, env, f"memory scaling, unit {unit}")
+    cases = [Case(args.num_examples), Case(4 * args.num_examples)]
+    runs = measure(scaled, cases, ("attrstream",), "separate")
+    rows = [{"n": case.n, "units": -(-case.n // unit), "img_s": median(_of(runs, i, "attrstream"), "img_s"),
+             "peak_rss_mb": median(_of(runs, i, "attrstream"), "peak_rss_mb"),
+             "written_mb": _mb(_of(runs, i, "attrstream"))} for i, case in enumerate(cases)]
+    growth = rows[1]["peak_rss_mb"] - rows[0]["peak_rss_mb"]
+    print(f"peak RSS growth from N to 4N: {growth:+.0f} MB ({growth / rows[0]['peak_rss_mb']:+.1%})")
+    save(scaled, "sweep_memory_scaling", rows, SCALING_COLUMNS, env, runs)
 
+
+TABLE_FUNCTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "main": table_main, "layers": table_layers, "sizes": table_sizes, "fixed-cost": table_fixed_cost,
+    "multi-sample-memory": table_multi_sample_memory, "memory-scaling": table_memory_scaling,
+}
+
+
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    """A child process: build the shared setup once, then run its job (rounds or the fixed-cost breakdown)."""
+    job = json.loads(args.child)
+    s = setup(args)
+    with tempfile.TemporaryDirectory(prefix="bench_sweep_", dir=args.out_dir) as tmp:
+        return (fixed_cost_job if job["kind"] == "fixed_cost" else run_job)(s, job, Path(tmp))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", choices=TABLES, default="main", help="which table to measure (default main)")
+    parser.add_argument("--mode", choices=("separate", "interleaved"), default="separate",
+                        help="main, layers, sizes: a fresh process per run, or every run in one process")
     parser.add_argument("--model", default="resnet18", help="torchvision name or package.module:factory")
     parser.add_argument("--layers", help="comma-separated layer names (default: the model's stages)")
     parser.add_argument("--image-size", type=int, default=224)
@@ -289,16 +317,18 @@ def main() -> None:
     parser.add_argument("--unit", type=int, default=DEFAULT_UNIT, help="attrstream examples per shard")
     parser.add_argument("--num-workers", type=int, default=0, help="data loader workers, every contender")
     parser.add_argument("--out-dir", help="where contenders write (default: the system temp dir)")
-    parser.add_argument("--json", type=Path, default=RESULTS_DIR / "sweep.json", help="JSON lines to append to")
-    parser.add_argument("--memory-scaling", action="store_true", help="attrstream peak RSS at N and 4N instead")
-    parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", default="16,96,256", help="sizes table: the values of N")
+    parser.add_argument("--layer-counts", default="1,2,4", help="layers table: how many of the last layers")
+    parser.add_argument("--samples", default="8,48", help="multi-sample-memory table: samples / steps per image")
+    parser.add_argument("--sample-methods", default="smoothgrad,integrated_gradients",
+                        help="multi-sample-memory table: the methods")
+    add_output_args(parser)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args)))
-    elif args.memory_scaling:
-        memory_scaling(args)
     else:
-        compare(args)
+        TABLE_FUNCTIONS[args.table](args)
 
 
 if __name__ == "__main__":

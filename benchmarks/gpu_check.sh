@@ -4,7 +4,7 @@
 # end-to-end sweep benchmark.
 #   bash benchmarks/gpu_check.sh            (from anywhere; exits non-zero on any failure)
 # Targets (issue 2): channel_stats and product_map at >= 256 MB reach >= 80% of copy bandwidth and
-# beat torch.compile of the reference. The table is appended to benchmarks/results/kernels.json.
+# beat torch.compile of the reference. Tables go to benchmarks/results/gpu/{kernels,sweep_main_separate}.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
@@ -26,14 +26,14 @@ echo "=== kernel benchmark (>= 256 MB per call for channel_stats and product_map
 # A missed speed target is reported and remembered; the script goes on and exits 1 at the end.
 targets=0
 timeout 90 python benchmarks/bench_kernels.py --device cuda --batch 160 --repeats 10 \
-  --ops channel_stats,product_map --shapes layer1,layer2 --target-pct 80 || targets=$?
+  --ops channel_stats,product_map --shapes layer1,layer2 --target-pct 80 --results-dir benchmarks/results/gpu || targets=$?
 
 # --- sweep benchmark (issue 6) ---
 echo "=== end-to-end sweep: bare loop vs attrstream vs Captum (ResNet-50, 224², bf16 autocast, batch 128) ==="
 # Reports img/s, attrstream / bare (target >= 0.90) and the writer's idle fraction (must not be the
 # bottleneck). N=2048 keeps the three contenders x 2 rounds inside the 5-minute budget on an H200.
 timeout 240 python benchmarks/bench_sweep.py --model resnet50 --image-size 224 --batch-size 128 -n 2048 \
-  --repeats 2 --device cuda --autocast --num-workers 8 --json benchmarks/results/sweep_gpu.json || targets=$?
+  --repeats 2 --device cuda --autocast --num-workers 8 --results-dir benchmarks/results/gpu || targets=$?
 
 if [ "$targets" -ne 0 ]; then echo "kernel speed targets missed (exit $targets)"; fi
 exit "$targets"

@@ -1,49 +1,175 @@
-"""bench_sweep.py end to end on a tiny configuration: every contender runs and reports sane numbers."""
+"""Every benchmark script, run for real (a subprocess, as a reader reruns it) at a tiny size.
+
+Each must exit 0, print its table and write ``<table>.json`` with the machine, the command, the
+expected columns and sane numbers. The sizes are tiny (a two-layer CNN at 32², 16 images, one
+round), so the numbers mean nothing; the paths through each table's code are what is exercised.
+Most of the time is process start-up (every contender process imports torch).
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from attrstream.kernels.names import STAT_NAMES
+
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--model", "tests.engine.models:tiny_cnn", "--image-size", "32", "-n", "16", "--batch-size", "8",
+        "--repeats", "1"]
 
 
-def test_bench_sweep_writes_every_contender(tmp_path: Path) -> None:
-    results = tmp_path / "sweep.json"
-    scratch = tmp_path / "scratch"
+def run_script(tmp_path: Path, script: str, *argv: str) -> tuple[str, Path]:
+    """Run ``benchmarks/<script>`` with results into ``tmp_path/results``; return (stdout, results dir)."""
+    results, scratch = tmp_path / "results", tmp_path / "scratch"
     scratch.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the children import tests.engine.models
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_sweep.py"), "--model", "tests.engine.models:tiny_cnn",
-         "--image-size", "32", "-n", "16", "--batch-size", "8", "--repeats", "1",
-         "--out-dir", str(scratch), "--json", str(results)],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    records = [json.loads(line) for line in results.read_text().splitlines()]
-    by_name = {r["contender"]: r for r in records}
-    assert sorted(by_name) == ["attrstream", "bare", "captum"]
-    for r in records:
-        assert r["benchmark"] == "sweep" and r["config"]["n"] == 16 and r["config"]["image_size"] == 32
-        assert r["versions"]["torch"] and r["date"] and r["cores"] >= 1
-        assert r["img_s"] > 0 and abs(r["img_s"] - 16 / r["wall_s"]) < 1e-6 * r["img_s"]
-        assert 50 < r["peak_rss_mb"] < 16_000
-        assert len(r["runs"]) == 1 and r["runs"][0]["contender"] == r["contender"]
-    assert by_name["bare"]["ratio_to_bare"] == 1.0 and by_name["captum"]["speedup_over_captum"] == 1.0
-    assert by_name["bare"]["bytes_written"] == 0
-    assert by_name["attrstream"]["bytes_written"] > 16 * 32 * 32 * 2  # two float16 input maps at least
-    assert by_name["captum"]["bytes_written"] > 16 * 32 * 32 * 4 * 2  # two float32 input maps at least
-    assert 0.0 <= by_name["attrstream"]["writer_idle"] <= 1.0
-    assert by_name["bare"]["writer_idle"] is None
+    # The children import tests.engine.models; one thread each keeps a busy machine's cores shared.
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    out_dir = ["--out-dir", str(scratch)] if script == "bench_sweep.py" else []
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *argv, *out_dir,
+                           "--results-dir", str(results), "--note", "smoke test"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert list(scratch.iterdir()) == []  # every contender's output was removed after measuring
-    table = done.stdout.splitlines()
-    assert any(line.startswith("attrstream / bare = ") for line in table)
-    rows = [line.split() for line in table if line.split()[:1] and line.split()[0] in by_name and "=" not in line]
-    assert sorted(row[0] for row in rows) == sorted(by_name)
+    return done.stdout, results
+
+
+def read_table(results: Path, name: str, columns: set[str]) -> dict:
+    """The table's JSON, checked for what every results file carries."""
+    record = json.loads((results / f"{name}.json").read_text())
+    assert record["table"] == name and record["note"] == "smoke test"
+    assert record["command"].startswith("python benchmarks/") and "--results-dir" in record["command"]
+    machine = record["machine"]
+    assert machine["cpu"] and machine["cores"] >= 1 and machine["date"] and machine["load_avg_1m_at_end"] >= 0
+    assert machine["versions"]["torch"] and machine["versions"]["zarr"]
+    assert {c["key"] for c in record["columns"]} == columns and record["rows"]
+    for row in record["rows"]:
+        assert columns <= set(row), sorted(columns - set(row))
+    return record
+
+
+def printed(stdout: str, first_header: str) -> list[list[str]]:
+    """The printed table's lines, header first, split on runs of spaces."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(first_header))
+    end = next(i for i, line in enumerate(lines) if line.startswith("-> "))
+    return [line.split() for line in lines[start:end]]
+
+
+COMPARISON = {"n", "layer_count", "bare_img_s", "attrstream_img_s", "captum_img_s", "ratio_to_bare",
+              "speedup_over_captum", "extra_s", "attrstream_mb", "captum_mb"}
+
+
+def test_sweep_main_interleaved(tmp_path: Path) -> None:
+    stdout, results = run_script(tmp_path, "bench_sweep.py", *TINY, "--mode", "interleaved")
+    record = read_table(results, "sweep_main_interleaved", {
+        "contender", "img_s", "wall_s", "ratio_to_bare", "speedup_over_captum", "peak_rss_mb", "written_mb",
+        "writer_idle", "peak_gpu_mb"})
+    rows = {r["contender"]: r for r in record["rows"]}
+    assert sorted(rows) == ["attrstream", "bare", "captum"]
+    assert sorted(row[0] for row in printed(stdout, "contender")[1:]) == sorted(rows)
+    assert rows["bare"]["ratio_to_bare"] == 1.0 and rows["captum"]["speedup_over_captum"] == 1.0
+    assert rows["bare"]["written_mb"] == 0 and rows["bare"]["writer_idle"] is None
+    assert 0.0 <= rows["attrstream"]["writer_idle"] <= 1.0
+    # Like outputs: both store float16 maps over a float32 scale; the store compresses, numpy.save does not.
+    assert 16 * 32 * 32 * 2 * 2 / 1e6 < rows["attrstream"]["written_mb"] < rows["captum"]["written_mb"] * 1.5
+    assert rows["captum"]["written_mb"] < 3 * rows["attrstream"]["written_mb"]
+    for run in record["runs"]:
+        assert run["n"] == 16 and abs(run["img_s"] - 16 / run["wall_s"]) < 1e-6 * run["img_s"]
+        assert "peak_rss_mb" not in run  # one process: no contender owns its peak
+    assert rows["bare"]["peak_rss_mb"] is None
+    assert record["config"]["mode"] == "interleaved" and record["config"]["image_size"] == 32
+
+
+def test_sweep_layers_interleaved(tmp_path: Path) -> None:
+    stdout, results = run_script(tmp_path, "bench_sweep.py", *TINY, "--table", "layers", "--layer-counts", "1,2",
+                                 "--mode", "interleaved")
+    record = read_table(results, "sweep_layers_interleaved", COMPARISON)
+    assert [r["layer_count"] for r in record["rows"]] == [1, 2]
+    assert record["rows"][0]["layers"] == ["stage2"] and record["rows"][1]["layers"] == ["stage1", "stage2"]
+    assert all(r["speedup_over_captum"] > 0 and r["ratio_to_bare"] > 0 for r in record["rows"])
+    assert len(printed(stdout, "N ")) == 3
+
+
+def test_sweep_sizes_interleaved(tmp_path: Path) -> None:
+    _, results = run_script(tmp_path, "bench_sweep.py", *TINY, "--table", "sizes", "--sizes", "8,16",
+                            "--mode", "interleaved")
+    record = read_table(results, "sweep_sizes_interleaved", COMPARISON)
+    assert [r["n"] for r in record["rows"]] == [8, 16] and record["config"]["sizes"] == [8, 16]
+    assert sorted({(r["case"], r["contender"]) for r in record["runs"]}) == [
+        (i, c) for i in (0, 1) for c in ("attrstream", "bare", "captum")]
+
+
+def test_sweep_fixed_cost(tmp_path: Path) -> None:
+    stdout, results = run_script(tmp_path, "bench_sweep.py", *TINY, "--table", "fixed-cost")
+    record = read_table(results, "sweep_fixed_cost", {"phase", "s", "share"})
+    phases = {r["phase"].strip(): r["s"] for r in record["rows"]}
+    for measured in ("sweep", "_prepare", "probe_model (shape probe)", "weights_sha256 (weights hash)",
+                     "open_writer (store creation, lock)", "extract_batch (batch compute)", "thumbnails",
+                     "IndexedItems.__getitem__ (data loading)", "StoreWriter.append (rows into the unit buffer)",
+                     "StoreWriter.close (last-unit flush)", "consolidate_metadata", "open_run"):
+        assert phases[measured] > 0, measured
+    assert phases["_prepare"] + phases["_run"] + phases["_finish"] <= phases["sweep"]
+    assert record["rows"][0]["share"] == 1.0 and "sweep" in stdout
+
+
+def test_sweep_multi_sample_memory(tmp_path: Path) -> None:
+    _, results = run_script(tmp_path, "bench_sweep.py", *TINY, "--table", "multi-sample-memory", "--samples", "2",
+                            "--sample-methods", "smoothgrad")
+    record = read_table(results, "sweep_multi_sample_memory", {
+        "method", "samples", "internal_batch_size", "peak_rss_mb", "sweep_rss_mb", "peak_vs_fewest", "img_s",
+        "speed_vs_unchunked"})
+    assert [(r["internal_batch_size"], r["chunked"]) for r in record["rows"]] == [(8, True), (16, False)]
+    assert record["rows"][1]["speed_vs_unchunked"] == 1.0 and record["config"]["methods"] == ["smoothgrad"]
+    assert all(r["peak_rss_mb"] > r["sweep_rss_mb"] >= 0 for r in record["rows"])
+
+
+def test_sweep_memory_scaling(tmp_path: Path) -> None:
+    stdout, results = run_script(tmp_path, "bench_sweep.py", *TINY, "--table", "memory-scaling")
+    record = read_table(results, "sweep_memory_scaling", {"n", "units", "img_s", "peak_rss_mb", "written_mb"})
+    assert [(r["n"], r["units"]) for r in record["rows"]] == [(16, 2), (64, 8)]
+    for run in record["runs"]:  # a fresh process per run (--mode separate): its peak RSS is its own
+        assert 50 < run["peak_rss_mb"] < 16_000 and run["rss_before_mb"] <= run["peak_rss_mb"]
+    assert "peak RSS growth from N to 4N" in stdout
+
+
+def test_store(tmp_path: Path) -> None:
+    _, results = run_script(tmp_path, "bench_store.py", "--n", "32", "--batch", "16", "--compressors", "lz4",
+                            "--scale", "0")
+    record = read_table(results, "store", {"case", "compressor", "n", "raw_mb", "stored_mb", "wall_s", "mb_s",
+                                           "ratio_to_raw", "mb_per_cpu_s", "peak_rss_mb", "writer_idle"})
+    rows = {r["case"]: r for r in record["rows"]}
+    assert sorted(rows) == ["naive", "raw", "writer"] and rows["raw"]["ratio_to_raw"] == 1.0
+    assert rows["raw"]["raw_mb"] == rows["writer"]["raw_mb"] > 0
+    md = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "to_markdown.py"), str(results / "store.json")],
+                        capture_output=True, text=True, check=True).stdout.splitlines()
+    assert md[2].startswith("| case | comp | N |") and md[3].startswith("|---|---:|") and len(md) == 2 + 2 + 3 + 1
+    assert md[0] == f"<!-- {record['command']} -->" and md[4].startswith("| raw | lz4 | 32 |")
+
+
+def test_kernels(tmp_path: Path) -> None:
+    _, results = run_script(tmp_path, "bench_kernels.py", "--device", "cpu", "--batch", "1", "--repeats", "1",
+                            "--contenders", "torch")
+    record = read_table(results, "kernels", {"op", "shape_str", "contender", "status", "passes", "mb", "ms", "gbps",
+                                             "pct_of_copy"})
+    rows = {r["op"]: r for r in record["rows"]}
+    assert sorted(rows) == sorted(["channel_stats", "product_map", "saliency", "grad_cam", "layer_maps"])
+    n, c, h, w = rows["layer_maps"]["shape"]
+    one_map = n * h * w * 2 + n * 4
+    # layer_maps reads a and g twice each (two passes); product_map reads x and g once.
+    assert rows["layer_maps"]["passes"] == 2 and rows["product_map"]["passes"] == 1
+    assert rows["layer_maps"]["bytes"] == 2 * 2 * n * c * h * w * 4 + n * c * len(STAT_NAMES) * 4 + 2 * one_map
+    assert rows["product_map"]["bytes"] == 2 * n * c * h * w * 4 + one_map
+    assert all(r["status"] == "ok" and math.isclose(r["gbps"], r["bytes"] / r["median_s"] / 1e9) for r in rows.values())
 
 
 def test_bench_metrics_runs_every_contender_on_the_same_curves(tmp_path: Path) -> None:
