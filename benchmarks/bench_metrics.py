@@ -40,10 +40,18 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from _common import RESULTS_DIR, append_jsonl, environment, interleaved, median, peak_rss_mb, run_child
+from _common import (
+    Column,
+    add_output_args,
+    environment,
+    interleaved,
+    median,
+    peak_rss_mb,
+    run_child,
+    write_table,
+)
 
 CONTENDERS = ("attrstream", "loop", "quantus")
 DEMO_CNN = "attrstream.engine.demo.model:ShapesNet"
@@ -179,21 +187,24 @@ def compare(args: argparse.Namespace) -> None:
                for ref in contenders}
     config = {"model": args.model, "image_size": args.image_size, "n": args.num_examples, "steps": args.steps,
               "batch_size": args.batch_size, "device": args.device, "repeats": args.repeats, "threads": args.threads}
-    print(f"{'contender':10} {'img·steps/s':>12} {'wall s':>7} {'points':>6} {'attrstream ×':>12} "
-          f"{'mean curve Δ':>12} {'peak RSS MB':>11}")
-    records = []
+    rows = []
     for c in contenders:
-        rec = {"benchmark": "metrics", **env, "config": config, "contender": c,
-               "points_s": median(runs[c], "points_s"), "wall_s": median(runs[c], "wall_s"),
-               "points_per_curve": runs[c][0]["points_per_curve"], "attrstream_speedup": speedup[c],
-               "mean_curve_gap": max(curve_gap(r, a) for r, a in zip(runs[c], runs["attrstream"], strict=True)),
-               "peak_rss_mb": median(runs[c], "peak_rss_mb"), "runs": runs[c]}
-        records.append(rec)
-        print(f"{c:10} {rec['points_s']:12.1f} {rec['wall_s']:7.2f} {rec['points_per_curve']:6d} "
-              f"{rec['attrstream_speedup']:12.2f} {rec['mean_curve_gap']:12.2e} {rec['peak_rss_mb']:11.0f}")
+        rows.append({"contender": c, "points_s": median(runs[c], "points_s"), "wall_s": median(runs[c], "wall_s"),
+                     "points_per_curve": runs[c][0]["points_per_curve"], "attrstream_speedup": speedup[c],
+                     "mean_curve_gap": max(curve_gap(r, a) for r, a in zip(runs[c], runs["attrstream"], strict=True)),
+                     "peak_rss_mb": median(runs[c], "peak_rss_mb")})
+    name = f"metrics_{args.image_size}"
+    write_table(name, rows, columns=COLUMNS, config=config, machine=env, results_dir=args.results_dir,
+                note=args.note, runs=[{"contender": c, **r} for c in contenders for r in runs[c]])
     ratios = ", ".join(f"attrstream / {c} = {speedup[c]:.2f}" for c in contenders[1:])
     print(f"{ratios} (images·steps/s, medians of per-round ratios); load now {environment()['load_avg_1m']:.1f}")
-    append_jsonl(args.json, records)
+
+
+COLUMNS = (
+    Column("contender", "contender"), Column("points_s", "img·steps/s", ".1f"), Column("wall_s", "wall s", ".2f"),
+    Column("points_per_curve", "points", "d"), Column("attrstream_speedup", "attrstream ×", ".2f"),
+    Column("mean_curve_gap", "mean curve Δ", ".2e"), Column("peak_rss_mb", "peak RSS MB", ".0f"),
+)
 
 
 def main() -> None:
@@ -209,8 +220,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--contenders", type=lambda v: v.split(","), default=list(CONTENDERS),
                         help="comma-separated (quantus needs the bench extra: pip install 'attrstream[bench]')")
-    parser.add_argument("--json", type=Path, default=RESULTS_DIR / "metrics.json",
-                        help="JSON lines to append to")
+    add_output_args(parser)
     parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -173,23 +173,19 @@ def test_kernels(tmp_path: Path) -> None:
 
 
 def test_bench_metrics_runs_every_contender_on_the_same_curves(tmp_path: Path) -> None:
-    results = tmp_path / "metrics.json"
     contenders = ["attrstream", "loop", *(["quantus"] if importlib.util.find_spec("quantus") else [])]  # bench extra
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_metrics.py"), "--image-size", "16", "-n", "3",
-         "--steps", "4", "--batch-size", "5", "--repeats", "1", "--contenders", ",".join(contenders),
-         "--json", str(results)],
-        capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(ROOT)])},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    by_name = {r["contender"]: r for r in map(json.loads, results.read_text().splitlines())}
+    stdout, results = run_script(tmp_path, "bench_metrics.py", "--image-size", "16", "-n", "3", "--steps", "4",
+                                 "--batch-size", "5", "--repeats", "1", "--contenders", ",".join(contenders))
+    record = read_table(results, "metrics_16", {"contender", "points_s", "wall_s", "points_per_curve",
+                                                "attrstream_speedup", "mean_curve_gap", "peak_rss_mb"})
+    by_name = {r["contender"]: r for r in record["rows"]}
     assert sorted(by_name) == sorted(contenders)
     assert by_name["attrstream"]["points_per_curve"] == by_name["loop"]["points_per_curve"] == 5
     if "quantus" in by_name:
         assert by_name["quantus"]["points_per_curve"] == 3 * 4  # C·S steps of channel-pixels
     for r in by_name.values():
-        assert r["benchmark"] == "metrics" and r["config"]["steps"] == 4 and r["points_s"] > 0
+        assert r["points_s"] > 0
         assert r["mean_curve_gap"] < 1e-4, r  # every contender computed the same deletion curve
+    assert record["config"]["steps"] == 4
     assert by_name["attrstream"]["attrstream_speedup"] == 1.0
-    assert any(line.startswith("attrstream / loop = ") for line in done.stdout.splitlines())
+    assert any(line.startswith("attrstream / loop = ") for line in stdout.splitlines())
