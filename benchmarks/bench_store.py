@@ -1,4 +1,5 @@
-"""Store throughput: the unit writer against raw ``tofile`` (the disk's limit) and naive zarr writes.
+"""Store throughput: the unit writer against raw ``tofile`` (the disk's limit), the same writer through
+zarr-python's shard pipeline (and the zarrs one), and naive zarr writes.
 
 Every case runs in a fresh subprocess (so ``ru_maxrss`` is its own peak RSS) on the same batches
 from one setup function: two 224×224 float16 attribution maps + scales, four layers of [N, C, 5]
@@ -13,6 +14,7 @@ Prints a table and writes benchmarks/results/store.json.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import resource
 import tempfile
@@ -22,7 +24,9 @@ from pathlib import Path
 import numpy as np
 from _common import Column, add_output_args, dir_bytes, environment, peak_rss_mb, run_child, write_table
 
-CASES = ("raw", "writer", "naive")
+# writer: whole shards built by attrstream (engine/store/shards.py); writer-zarr: the same writer with
+# zarr-python's own shard pipeline; writer-zarrs: that pipeline swapped for the zarrs Rust one (if installed).
+CASES = ("raw", "writer", "writer-zarr", "writer-zarrs", "naive")
 POOL = 4  # distinct batches cycled through (data generation stays out of the timing)
 
 
@@ -79,7 +83,13 @@ def run_case(case: str, n: int, batch: int, compressor: str, out: Path) -> dict:
                 v[: n - s].tofile(files[k])
         for f in files.values():
             f.close()
-    elif case == "writer":
+    elif case.startswith("writer"):
+        if case != "writer":
+            import attrstream.engine.store.writer as writer_module
+
+            writer_module.ShardEncoder.for_array = classmethod(lambda cls, array: None)
+        if case == "writer-zarrs":
+            zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"})
         with open_writer(out / "run.zarr", spec) as writer:
             for i, s in enumerate(starts):
                 writer.append(s, {k: v[: n - s] for k, v in pool[i % POOL].items()})
@@ -132,7 +142,7 @@ def main() -> None:
     env = environment()
     results = []
     for i, compressor in enumerate(args.compressors.split(",")):
-        runs = [(case, args.n) for case in CASES]
+        runs = [(case, args.n) for case in CASES if case != "writer-zarrs" or importlib.util.find_spec("zarrs")]
         if args.scale and i == 0:  # flat peak RSS is a property of the writer, not of the codec
             runs += [("raw", args.n * args.scale), ("writer", args.n * args.scale)]
         for case, n in runs:

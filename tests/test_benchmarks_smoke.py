@@ -148,11 +148,13 @@ def test_store(tmp_path: Path) -> None:
     record = read_table(results, "store", {"case", "compressor", "n", "raw_mb", "stored_mb", "wall_s", "mb_s",
                                            "ratio_to_raw", "mb_per_cpu_s", "peak_rss_mb", "writer_idle"})
     rows = {r["case"]: r for r in record["rows"]}
-    assert sorted(rows) == ["naive", "raw", "writer"] and rows["raw"]["ratio_to_raw"] == 1.0
-    assert rows["raw"]["raw_mb"] == rows["writer"]["raw_mb"] > 0
+    zarrs = ["writer-zarrs"] if importlib.util.find_spec("zarrs") else []  # optional: the zarrs Rust pipeline
+    assert sorted(rows) == sorted(["naive", "raw", "writer", "writer-zarr", *zarrs]) and rows["raw"]["ratio_to_raw"] == 1.0
+    assert rows["raw"]["raw_mb"] == rows["writer"]["raw_mb"] == rows["writer-zarr"]["raw_mb"] > 0
+    assert rows["writer"]["stored_mb"] == rows["writer-zarr"]["stored_mb"]  # the same shards, byte for byte
     md = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "to_markdown.py"), str(results / "store.json")],
                         capture_output=True, text=True, check=True).stdout.splitlines()
-    assert md[2].startswith("| case | comp | N |") and md[3].startswith("|---|---:|") and len(md) == 2 + 2 + 3 + 1
+    assert md[2].startswith("| case | comp | N |") and md[3].startswith("|---|---:|") and len(md) == 2 + 2 + len(rows) + 1
     assert md[0].startswith("`python benchmarks/bench_store.py --n 32 ") and "--note" not in md[0]
     assert md[0].endswith("; smoke test ([store.json](" + str(results / "store.json") + "))")
     assert md[4].startswith("| raw | lz4 | 32 |")

@@ -23,6 +23,7 @@ from numcodecs import Blosc
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
 from zarr.codecs.sharding import ShardingCodecIndexLocation
 
+ABSENT = 2**64 - 1  # the index entry (offset and length) of a chunk the shard does not hold
 _SHUFFLE = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
 
 
@@ -60,6 +61,7 @@ class ShardEncoder:
             and tuple(array.shards[1:]) == tuple(array.shape[1:])
             and array.dtype.byteorder in "=<|"
             and array.order == "C"
+            and array.shards[0] % sharding.chunk_shape[0] == 0
         ):
             return None
         blosc = inner[1]
@@ -73,23 +75,23 @@ class ShardEncoder:
         """The inner chunks of one shard holding ``rows``, in stored order; each is encoded by
         ``blosc.encode`` (on any thread: it releases the GIL).
 
-        A short last shard is padded with the fill value, as zarr pads the shard at an array's end
-        (it writes those chunks too, under ``write_empty_chunks``)."""
+        A short last shard (the array's end) has only the chunks that hold rows, the last one padded
+        with the fill value: zarr writes no chunk wholly past an array's end, and pads the others."""
         if not 0 < len(rows) <= self.shard_rows:
             raise ValueError(f"Expected 1 to {self.shard_rows} rows for a shard, got {len(rows)}.")
         rows = np.ascontiguousarray(rows, dtype=self.array.dtype)
-        if len(rows) < self.shard_rows:
-            padded = np.full((self.shard_rows, *rows.shape[1:]), self.array.fill_value, rows.dtype)
+        held = -(-len(rows) // self.chunk_rows) * self.chunk_rows
+        if len(rows) < held:
+            padded = np.full((held, *rows.shape[1:]), self.array.fill_value, rows.dtype)
             padded[: len(rows)] = rows
             rows = padded
-        return [rows[i : i + self.chunk_rows] for i in range(0, self.shard_rows, self.chunk_rows)]
+        return [rows[i : i + self.chunk_rows] for i in range(0, held, self.chunk_rows)]
 
-    @staticmethod
-    def assemble(encoded: list[bytes]) -> list[bytes]:
-        """The shard's bytes, in parts, from its Blosc-encoded inner chunks: each with its crc32c, then
-        the index."""
+    def assemble(self, encoded: list[bytes]) -> list[bytes]:
+        """The shard's bytes, in parts, from the Blosc-encoded chunks :meth:`inner_chunks` gave: each
+        with its crc32c, then the index (chunks never written marked as absent), then its crc32c."""
         parts: list[bytes] = []
-        index = np.empty((len(encoded), 2), "<u8")
+        index = np.full((self.shard_rows // self.chunk_rows, 2), ABSENT, "<u8")
         offset = 0
         for i, chunk in enumerate(encoded):
             parts += _with_crc(chunk)

@@ -46,11 +46,12 @@ class Units(Protocol):
 
 
 def write_shard(location: StoreLocation, array: zarr.Array, unit: int, start: int, data: np.ndarray,
-                encoded: list[Future[bytes]] | None) -> None:
+                encoded: tuple[ShardEncoder, list[Future[bytes]]] | None) -> None:
     """Store unit ``unit``'s shard of ``array``, rows ``[start, start + len(data))``: as one object from
     its ``encoded`` inner chunks when it is in our layout, else through zarr's own write."""
     if encoded is not None:
-        location.write(shard_key(array, unit), ShardEncoder.assemble([f.result() for f in encoded]))
+        encoder, chunks = encoded
+        location.write(shard_key(array, unit), encoder.assemble([f.result() for f in chunks]))
     else:
         array[start : start + len(data)] = data
 
@@ -269,16 +270,16 @@ class StoreWriter:
         rows = buf.stop - buf.start
         # Every inner chunk of every whole shard is queued for encoding at once; shards are stored
         # in order as their chunks finish, so storing one overlaps encoding the next.
-        encoding = {key: [self._encode_pool.submit(enc.blosc.encode, c) for c in enc.inner_chunks(buf.arrays[key][:rows])]
+        encoding = {key: (enc, [self._encode_pool.submit(enc.blosc.encode, c) for c in enc.inner_chunks(buf.arrays[key][:rows])])
                     for key, enc in self._encoders.items() if enc is not None}
         try:
             for key, array in self._arrays.items():
                 write_shard(self.path, array, buf.index, buf.start, buf.arrays[key][:rows], encoding.get(key))
         finally:  # nothing may still read the buffer once it is handed back
-            for futures in encoding.values():
-                for f in futures:
-                    f.cancel()
-            wait([f for futures in encoding.values() for f in futures])
+            futures = [f for _, chunks in encoding.values() for f in chunks]
+            for f in futures:
+                f.cancel()
+            wait(futures)
         self._unit_done[buf.index] = 1  # only after every array of the unit is stored
         if self._on_unit_done is not None:
             self._on_unit_done(buf.index)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import zarr
 
+import attrstream.engine.store.layout as layout_module
 import attrstream.engine.store.writer as writer_module
 from attrstream.engine.store import example_arrays, open_writer
 from attrstream.engine.store.layout import WRITE_CONFIG, compressors_for
@@ -19,9 +20,14 @@ def _chunk_objects(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file() and "/c/" in p.as_posix()}
 
 
-@pytest.mark.parametrize("compressor", ["lz4", "zstd"])
-def test_direct_shards_equal_zarrs_own_bytes_and_read_back(tmp_path, monkeypatch, compressor):
-    spec = small_spec(n=10, unit=4, compressor=compressor)  # units 0, 1 whole, unit 2 short: padded as zarr pads
+@pytest.mark.parametrize(("compressor", "unit", "chunk_bytes"), [
+    ("lz4", 4, 4 << 20),  # units 0, 1 whole, unit 2 short: one inner chunk, padded as zarr pads
+    ("zstd", 4, 4 << 20),
+    ("lz4", 8, 200),  # small inner chunks: the short unit 1 holds 2 rows, the chunks past the end are absent
+])
+def test_direct_shards_equal_zarrs_own_bytes_and_read_back(tmp_path, monkeypatch, compressor, unit, chunk_bytes):
+    monkeypatch.setattr(layout_module, "CHUNK_TARGET_BYTES", chunk_bytes)
+    spec = small_spec(n=10, unit=unit, compressor=compressor)
     direct, through_zarr = tmp_path / "direct.zarr", tmp_path / "zarr.zarr"
     with open_writer(direct, spec) as w:
         assert all(w._encoders.values()), "every array of the layout is written directly"
@@ -31,7 +37,7 @@ def test_direct_shards_equal_zarrs_own_bytes_and_read_back(tmp_path, monkeypatch
         with open_writer(through_zarr, spec) as w:
             feed(w, spec)
     ours, theirs = _chunk_objects(direct), _chunk_objects(through_zarr)
-    assert ours.keys() == theirs.keys() and len(ours) > 20
+    assert ours.keys() == theirs.keys() and len(ours) > 10
     assert [k for k in ours if ours[k] != theirs[k]] == []
     group = zarr.open_group(direct, mode="r", use_consolidated=False)
     expected = rows(spec, 0, spec.n)
