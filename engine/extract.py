@@ -56,6 +56,8 @@ def forward_logits(model: Callable[[torch.Tensor], object], x: torch.Tensor, aut
 
 
 def _layer_results(name: str, a: torch.Tensor, g: torch.Tensor, plan: ExtractPlan) -> dict[str, torch.Tensor]:
+    """One layer's stored results. Every layer has its gradient here, so its statistics always end
+    with relevance (Σ a·g over the positions the statistics cover: every token of a token layer)."""
     a, g = a.detach(), g.detach()
     wants = set(plan.layer_methods)
     out: dict[str, torch.Tensor] = {}
@@ -65,7 +67,7 @@ def _layer_results(name: str, a: torch.Tensor, g: torch.Tensor, plan: ExtractPla
     if layout == "vector":  # [N, C]: statistics of single values; no spatial map
         wants -= set(LAYER_MAP_METHODS)
     if layout == "tokens" and "stats" in wants:  # over every token, the class token too
-        out[f"{key}/stats"] = channel_stats(a, layout="tokens")
+        out[f"{key}/stats"] = channel_stats(a, layout="tokens", g=g)
         wants.discard("stats")
     if layout == "tokens" and not wants:
         return out
@@ -77,7 +79,7 @@ def _layer_results(name: str, a: torch.Tensor, g: torch.Tensor, plan: ExtractPla
         out[f"{key}/grad_cam"], out[f"{key}/grad_cam_scale"] = cam
         return out
     if "stats" in wants:
-        out[f"{key}/stats"] = channel_stats(a)
+        out[f"{key}/stats"] = channel_stats(a, g=g)
     if "grad_x_act" in wants:
         out[f"{key}/grad_x_act"], out[f"{key}/grad_x_act_scale"] = product_map(a, g, reduce=plan.reduce, out_dtype=plan.out_dtype)
     if "grad_cam" in wants:

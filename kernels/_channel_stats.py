@@ -1,7 +1,9 @@
-"""Per-example, per-channel statistics of an activation in one read: mean, std, min, max, frac_pos.
+"""Per-example, per-channel statistics of an activation in one read: mean, std, min, max, frac_pos,
+and, given the layer's gradient ``g``, relevance = Σ over space of a·g.
 
 The sweep stores these for every hooked layer (``layers/<layer>/stats``), so this op runs once per
-layer per batch over the largest tensors of the pass; it must read the activation exactly once.
+layer per batch over the largest tensors of the pass; it must read the activation (and ``g``)
+exactly once.
 
 Semantics (the torch reference below is the specification):
 
@@ -13,11 +15,15 @@ Semantics (the torch reference below is the specification):
   stays the exact fraction of elements ``> 0`` (a NaN is not positive), so it remains a count.
 - an Inf gives the mathematically expected mean (±Inf, NaN when both signs occur), min and max,
   and a NaN std (the deviations from an infinite mean are undefined).
-- an empty batch returns ``[0, C, 5]`` without a launch; an empty spatial extent is an error,
+- an empty batch returns ``[0, C, S]`` without a launch; an empty spatial extent is an error,
   since its statistics do not exist.
+- with ``g`` (same shape and layout as ``a``, as autograd gives), a sixth column ``relevance``:
+  Σ a·g over the same positions, products and sum in fp32 (a NaN or Inf in either propagates).
+  Without ``g`` the last axis is :data:`ACTIVATION_STAT_NAMES`, with it :data:`STAT_NAMES`.
 
-``stats_and_grad_mean_*`` add the spatial mean of a gradient ``g`` per (example, channel) in the
-same pass: the per-(n, c) half of ``layer_maps`` (Grad-CAM weights), reading ``a`` and ``g`` once.
+``stats_and_grad_mean_*`` also give the spatial mean of ``g`` per (example, channel) in the same
+pass: the per-(n, c) half of ``layer_maps`` (relevance and the Grad-CAM weights), reading ``a`` and
+``g`` once.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import torch
 from attrstream.kernels._aot import CompileTarget, aligned
 from attrstream.kernels._backend import Backend, dispatch, triton_import_error
 from attrstream.kernels.errors import KernelInputError
-from attrstream.kernels.names import LAYOUTS, STAT_NAMES
+from attrstream.kernels.names import ACTIVATION_STAT_NAMES, LAYOUTS, STAT_NAMES
 
 if triton_import_error() is None:
     import triton
@@ -85,7 +91,7 @@ if tl is not None:
     def _channel_stats_kernel(
         a_ptr,  # (N, C, H, W) input, any strides
         g_ptr,  # (N, C, H, W) gradient, any strides; unused unless HAS_G
-        stats_ptr,  # (N, C, 5) float32 out, contiguous
+        stats_ptr,  # (N, C, 5) float32 out, contiguous; (N, C, 6) with relevance when HAS_G
         gmean_ptr,  # (N, C) float32 out, contiguous; unused unless HAS_G
         C,  # channels
         H,  # outer spatial extent (1 when H and W collapse into one strided axis)
@@ -94,7 +100,7 @@ if tl is not None:
         stride_gn, stride_gc, stride_gh, stride_gw,  # g's (N, C, H, W) strides, in elements
         BLOCK_C: tl.constexpr,  # channels per program
         BLOCK_S: tl.constexpr,  # positions per loop step
-        HAS_G: tl.constexpr,  # also sum g per (n, c)
+        HAS_G: tl.constexpr,  # also sum g and a·g per (n, c)
     ):
         n_cblocks = tl.cdiv(C, BLOCK_C)
         pid = tl.program_id(0)
@@ -109,6 +115,7 @@ if tl is not None:
         mean = tl.zeros([BLOCK_C], dtype=tl.float32)
         m2 = tl.zeros([BLOCK_C], dtype=tl.float32)
         gsum = tl.zeros([BLOCK_C], dtype=tl.float32)
+        rsum = tl.zeros([BLOCK_C], dtype=tl.float32)  # Σ a·g: relevance
         count = 0.0  # elements merged so far; identical for every channel of the program
         vmin = tl.full([BLOCK_C, BLOCK_S], float("inf"), tl.float32)
         vmax = tl.full([BLOCK_C, BLOCK_S], float("-inf"), tl.float32)
@@ -136,11 +143,13 @@ if tl is not None:
                 vmin = tl.minimum(vmin, tl.where(mask, x, float("inf")), propagate_nan=tl.PropagateNan.ALL)
                 vmax = tl.maximum(vmax, tl.where(mask, x, float("-inf")), propagate_nan=tl.PropagateNan.ALL)
                 npos += (x > 0).to(tl.int32)  # masked lanes hold 0: not positive
-                if HAS_G:
-                    gx = tl.load(g_ptr + g_h[:, None] + (s64 * stride_gw)[None, :], mask=mask, other=0.0)
-                    gsum += tl.sum(gx.to(tl.float32), axis=1)
+                if HAS_G:  # masked lanes hold 0 in both: they add nothing
+                    gx = tl.load(g_ptr + g_h[:, None] + (s64 * stride_gw)[None, :], mask=mask, other=0.0).to(tl.float32)
+                    gsum += tl.sum(gx, axis=1)
+                    rsum += tl.sum(x * gx, axis=1)
 
-        out = stats_ptr + (n.to(tl.int64) * C + offs_c) * 5
+        row = n.to(tl.int64) * C + offs_c
+        out = stats_ptr + row * (6 if HAS_G else 5)  # relevance is the sixth column
         tl.store(out + 0, mean, mask=mask_c)
         tl.store(out + 1, tl.sqrt(m2 / count), mask=mask_c)
         # The lanes carry NaN (propagate_nan=ALL above); the built-in reductions may skip it, so a
@@ -150,7 +159,8 @@ if tl is not None:
         tl.store(out + 3, tl.where(has_nan, float("nan"), tl.max(vmax, axis=1)), mask=mask_c)
         tl.store(out + 4, tl.sum(npos, axis=1).to(tl.float32) / count, mask=mask_c)
         if HAS_G:
-            tl.store(gmean_ptr + n.to(tl.int64) * C + offs_c, gsum / count, mask=mask_c)
+            tl.store(out + 5, rsum, mask=mask_c)
+            tl.store(gmean_ptr + row, gsum / count, mask=mask_c)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -190,7 +200,7 @@ def _choose_blocks(n: int, c: int, inner: int, channel_fast: bool) -> tuple[int,
 
 def _launch(a: torch.Tensor, g: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     n, c = a.shape[:2]
-    stats = torch.empty(n, c, len(STAT_NAMES), device=a.device, dtype=torch.float32)
+    stats = torch.empty(n, c, _n_stats(g), device=a.device, dtype=torch.float32)
     gmean = torch.empty(n, c, device=a.device, dtype=torch.float32) if g is not None else None
     if n * c == 0:
         return stats, gmean
@@ -208,15 +218,16 @@ def _launch(a: torch.Tensor, g: torch.Tensor | None) -> tuple[torch.Tensor, torc
     return stats, gmean
 
 
-def channel_stats_triton(a: torch.Tensor, layout: str = "nchw") -> torch.Tensor:
+def channel_stats_triton(a: torch.Tensor, layout: str = "nchw", g: torch.Tensor | None = None) -> torch.Tensor:
     """Triton implementation of :func:`channel_stats_torch`."""
-    _check_input(a, layout)
-    return _launch(_as_nchw(a, layout), None)[0]
+    _check_args(a, layout, g)
+    return _launch(_as_nchw(a, layout), None if g is None else _as_nchw(g, layout))[0]
 
 
 def stats_and_grad_mean_triton(a: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Statistics of ``a`` and the spatial mean of ``g``, both ``[N,C,H,W]``, in one kernel."""
-    _check_pair(a, g)
+    """Statistics of ``a`` with the relevance of ``g``, and the spatial mean of ``g``, both
+    ``[N,C,H,W]``, in one kernel."""
+    _check_args(a, "nchw", g)
     return _launch(a, g)
 
 
@@ -225,27 +236,37 @@ def stats_and_grad_mean_triton(a: torch.Tensor, g: torch.Tensor) -> tuple[torch.
 # --------------------------------------------------------------------------------------------------
 
 
-def channel_stats_torch(a: torch.Tensor, layout: str = "nchw") -> torch.Tensor:
-    """``[N, C, 5]`` float32: mean, population std, min, max and fraction ``> 0`` per (n, c)."""
-    _check_input(a, layout)
+def channel_stats_torch(a: torch.Tensor, layout: str = "nchw", g: torch.Tensor | None = None) -> torch.Tensor:
+    """``[N, C, 5]`` float32: mean, population std, min, max and fraction ``> 0`` per (n, c); with
+    ``g``, ``[N, C, 6]``: then Σ a·g (relevance)."""
+    _check_args(a, layout, g)
     x = _as_nchw(a, layout).flatten(2).float()  # [N, C, S]; copies only for non-collapsible views
     if x.shape[0] * x.shape[1] == 0:
-        return x.new_empty(x.shape[0], x.shape[1], len(STAT_NAMES))
+        return x.new_empty(x.shape[0], x.shape[1], _n_stats(g))
     mean = x.mean(-1)
     std = (x - mean[..., None]).square().mean(-1).sqrt()  # two-pass: no E[x²] − mean²
     frac_pos = (x > 0).sum(-1, dtype=torch.int64).float() / x.shape[-1]
-    return torch.stack((mean, std, x.amin(-1), x.amax(-1), frac_pos), dim=-1)
+    stats = [mean, std, x.amin(-1), x.amax(-1), frac_pos]
+    if g is not None:
+        stats.append((x * _as_nchw(g, layout).flatten(2).float()).sum(-1))
+    return torch.stack(stats, dim=-1)
 
 
 def stats_and_grad_mean_torch(a: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference of :func:`stats_and_grad_mean_triton`."""
-    _check_pair(a, g)
-    return channel_stats_torch(a), g.float().mean((2, 3))
+    _check_args(a, "nchw", g)
+    return channel_stats_torch(a, g=g), g.float().mean((2, 3))
 
 
-def _check_pair(a: torch.Tensor, g: torch.Tensor) -> None:
-    _check_input(a, "nchw", "a")
-    _check_input(g, "nchw", "g")
+def _n_stats(g: torch.Tensor | None) -> int:
+    return len(ACTIVATION_STAT_NAMES if g is None else STAT_NAMES)
+
+
+def _check_args(a: torch.Tensor, layout: str, g: torch.Tensor | None) -> None:
+    _check_input(a, layout, "a")
+    if g is None:
+        return
+    _check_input(g, layout, "g")
     if a.shape != g.shape:
         raise KernelInputError(f"Expected a and g of one shape, got {tuple(a.shape)} and {tuple(g.shape)}.")
     if a.dtype != g.dtype or a.device != g.device:
@@ -260,14 +281,19 @@ def _check_pair(a: torch.Tensor, g: torch.Tensor) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def channel_stats(a: torch.Tensor, layout: str = "nchw", backend: Backend | str | None = None) -> torch.Tensor:
-    """Per-example, per-channel ``[N, C, 5]`` float32 statistics (:data:`STAT_NAMES`) of ``a``.
+def channel_stats(
+    a: torch.Tensor, layout: str = "nchw", g: torch.Tensor | None = None, backend: Backend | str | None = None
+) -> torch.Tensor:
+    """Per-example, per-channel float32 statistics of ``a``: ``[N, C, 5]`` (:data:`ACTIVATION_STAT_NAMES`),
+    or, given the gradient ``g`` of the target score with respect to ``a`` (same shape), ``[N, C, 6]``
+    (:data:`STAT_NAMES`: relevance = Σ over space of a·g, read in the same pass).
 
     ``a`` is ``[N,C,H,W]`` (``layout="nchw"``) or ``[N,T,C]`` (``layout="tokens"``). Triton runs for
     CUDA tensors, the torch reference otherwise; ``backend`` or ``ATTRSTREAM_BACKEND`` overrides.
     """
-    _check_input(a, layout)
-    return dispatch(channel_stats_torch, channel_stats_triton, (a,), backend, a, layout)
+    _check_args(a, layout, g)
+    tensors = (a,) if g is None else (a, g)
+    return dispatch(channel_stats_torch, channel_stats_triton, tensors, backend, a, layout, g)
 
 
 def compile_targets() -> list[CompileTarget]:

@@ -2,8 +2,8 @@
 
 Separately, ``channel_stats``, ``product_map`` and ``grad_cam`` would read the activation ``a``
 three times and its gradient ``g`` twice. Here each is read twice in all: pass 1 (one kernel,
-per-(n, c) reductions over space) gives the statistics of ``a`` and the spatial mean of ``g``,
-the Grad-CAM weights; pass 2 (one kernel, per-position reductions over channels) gives Σ_c a·g
+per-(n, c) reductions over space) gives the statistics of ``a``, the relevance Σ a·g and the
+spatial mean of ``g``, the Grad-CAM weights; pass 2 (one kernel, per-position reductions over channels) gives Σ_c a·g
 and Σ_c mean(g)·a from the same loads, then both maps are scaled in one launch.
 """
 
@@ -37,7 +37,7 @@ def layer_maps_torch(
 ) -> Maps:
     """Reference of :func:`layer_maps`: by definition, the three separate ops."""
     _check(a, g, reduce, out_dtype)
-    return channel_stats_torch(a), product_map_torch(a, g, reduce, out_dtype), grad_cam_torch(a, g, out_dtype)
+    return channel_stats_torch(a, g=g), product_map_torch(a, g, reduce, out_dtype), grad_cam_torch(a, g, out_dtype)
 
 
 def layer_maps(
@@ -45,9 +45,9 @@ def layer_maps(
     backend: Backend | str | None = None,
 ) -> Maps:
     """Statistics, grad×activation and Grad-CAM of activation ``a`` and its gradient ``g``
-    (``[N,C,h,w]``): ``(stats [N,C,5] float32, (gxa_values, gxa_scale), (cam_values, cam_scale))``,
-    equal to ``channel_stats(a)``, ``product_map(a, g, reduce, out_dtype)`` and
-    ``grad_cam(a, g, out_dtype)``."""
+    (``[N,C,h,w]``): ``(stats [N,C,6] float32, (gxa_values, gxa_scale), (cam_values, cam_scale))``,
+    equal to ``channel_stats(a, g=g)`` (``STAT_NAMES``, relevance last),
+    ``product_map(a, g, reduce, out_dtype)`` and ``grad_cam(a, g, out_dtype)``."""
     return dispatch(layer_maps_torch, layer_maps_triton, (a, g), backend, a, g, reduce, out_dtype)
 
 

@@ -6,8 +6,14 @@ reduction added here reaches the kernel's ``REDUCE`` code, with no second list t
 
 from __future__ import annotations
 
-# channel_stats: the order of its last axis, ``[N, C, len(STAT_NAMES)]``.
-STAT_NAMES = ("mean", "std", "min", "max", "frac_pos")
+# channel_stats: the order of its last axis. The statistics of an activation alone ...
+ACTIVATION_STAT_NAMES = ("mean", "std", "min", "max", "frac_pos")
+# ... then, given the gradient g of the target score, ``relevance`` = Σ over space of a·g per
+# (example, channel): concept relevance, Captum's ``LayerGradientXActivation`` summed over space.
+# With g the last axis is ``[N, C, len(STAT_NAMES)]``; a sweep always has g, so its stores hold
+# STAT_NAMES (older stores hold ACTIVATION_STAT_NAMES: readers go by the store's ``stat`` coordinate).
+RELEVANCE = "relevance"
+STAT_NAMES = (*ACTIVATION_STAT_NAMES, RELEVANCE)
 
 # channel_stats inputs: ``[N,C,H,W]`` or transformer tokens ``[N,T,C]``.
 LAYOUTS = ("nchw", "tokens")

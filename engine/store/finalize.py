@@ -2,13 +2,17 @@
 
 Pooling is exact composition of per-example statistics (each example of a layer has the same
 number of positions, so every example weighs the same): mean of means; population variance =
-mean of variances + variance of means; min of mins; max of maxes; mean of frac_pos. Accumulated
-in float64, one unit at a time (bounded memory), variance of means by Chan's merge.
+mean of variances + variance of means; min of mins; max of maxes; mean of frac_pos; mean of
+relevance (the data set's mean concept relevance per channel). Accumulated in float64, one unit at
+a time (bounded memory), variance of means by Chan's merge. The columns are those of the layer's
+``stat`` coordinate, so a store written before relevance pools its five statistics.
 
 Excluded examples: those with ``inputs/skipped == 1``, and, per channel, examples whose statistics
-hold a NaN (a NaN activation propagates into the kernel's stats). Pooling is thus NaN-aware; the
-number of excluded (example, channel) pairs is kept in the array's ``nan_excluded`` attribute, and a
-channel with no valid example pools to NaN.
+hold a NaN (a NaN activation propagates into the kernel's stats). Relevance also comes from the
+gradient, which can be NaN where the activation is not (NaN logits): it is left out on its own, so
+a NaN gradient never removes an example from the activation statistics. Pooling is thus NaN-aware;
+the number of excluded (example, channel) pairs is kept in the array's ``nan_excluded`` attribute
+(``relevance_nan_excluded`` for relevance), and a channel with no valid example pools to NaN.
 """
 
 from __future__ import annotations
@@ -27,13 +31,18 @@ from attrstream.engine.store.lock import WriterLock
 from attrstream.engine.store.meta import read_done, read_ready_meta
 from attrstream.engine.store.spec import RunSpec
 from attrstream.engine.store.verify import describe_damage, missing_objects, read_checked
-from attrstream.kernels.names import STAT_NAMES
+from attrstream.kernels.names import ACTIVATION_STAT_NAMES, RELEVANCE, STAT_NAMES
 
 
 class StatsPool:
-    """Running exact pool of per-example ``[n, C, 5]`` statistics (mean, std, min, max, frac_pos)."""
+    """Running exact pool of per-example ``[n, C, S]`` statistics whose columns are ``names`` (a
+    layer's ``stat`` coordinate: :data:`STAT_NAMES`, or the five activation statistics of older stores)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, names: tuple[str, ...]) -> None:
+        if names not in (STAT_NAMES, ACTIVATION_STAT_NAMES):
+            raise StoreError(f"Expected the statistics {', '.join(STAT_NAMES)} (or, in stores written before "
+                             f"relevance, {', '.join(ACTIVATION_STAT_NAMES)}), got {', '.join(names) or 'none'}.")
+        self.names = names
         self.count = np.zeros(channels)
         self.mean = np.zeros(channels)  # running mean of per-example means
         self.m2 = np.zeros(channels)  # sum of squared deviations of the means
@@ -42,9 +51,15 @@ class StatsPool:
         self.max = np.full(channels, -np.inf)
         self.frac_sum = np.zeros(channels)
         self.nan_excluded = 0
+        self.relevance_count = np.zeros(channels)
+        self.relevance_sum = np.zeros(channels)
+        self.relevance_nan_excluded = 0
 
     def add(self, stats: np.ndarray) -> None:
         s = np.asarray(stats, dtype=np.float64)
+        if RELEVANCE in self.names:
+            self._add_relevance(s[..., self.names.index(RELEVANCE)])
+        s = s[..., : len(ACTIVATION_STAT_NAMES)]
         valid = ~np.isnan(s).any(axis=-1)  # [n, C]
         self.nan_excluded += int((~valid).sum())
         count = valid.sum(axis=0).astype(np.float64)
@@ -62,20 +77,39 @@ class StatsPool:
         self.max = np.maximum(self.max, np.where(valid, s[..., 3], -np.inf).max(axis=0, initial=-np.inf))
         self.frac_sum += np.where(valid, s[..., 4], 0.0).sum(axis=0)
 
+    def _add_relevance(self, relevance: np.ndarray) -> None:
+        valid = ~np.isnan(relevance)  # [n, C]
+        self.relevance_nan_excluded += int((~valid).sum())
+        self.relevance_count += valid.sum(axis=0)
+        self.relevance_sum += np.where(valid, relevance, 0.0).sum(axis=0)
+
     def result(self) -> np.ndarray:
-        """``[C, 5]`` float64 pooled statistics, NaN for channels without a valid example."""
+        """``[C, S]`` float64 pooled statistics in the order of ``names``, NaN for channels without a
+        valid example."""
         with np.errstate(invalid="ignore", divide="ignore"):
             n = np.where(self.count > 0, self.count, np.nan)
             std = np.sqrt(self.var_sum / n + self.m2 / n)
-            out = np.stack([self.mean, std, self.min, self.max, self.frac_sum / n], axis=-1)
-        out[self.count == 0] = np.nan
-        return out
+            columns = [self.mean, std, self.min, self.max, self.frac_sum / n]
+            activation = np.stack(columns, axis=-1)
+            activation[self.count == 0] = np.nan
+            if RELEVANCE not in self.names:
+                return activation
+            relevance = self.relevance_sum / np.where(self.relevance_count > 0, self.relevance_count, np.nan)
+        return np.concatenate([activation, relevance[:, None]], axis=-1)
+
+    def attributes(self) -> dict[str, int]:
+        """What was left out for NaN, for the ``dataset_stats`` array's attributes."""
+        left_out = {"nan_excluded": self.nan_excluded}
+        if RELEVANCE in self.names:
+            left_out["relevance_nan_excluded"] = self.relevance_nan_excluded
+        return left_out
 
 
 def pool_layer(location: StoreLocation, group: zarr.Group, spec: RunSpec, layer: str, skipped: np.ndarray) -> StatsPool:
-    """Pool ``layers/<layer>/stats`` unit by unit, leaving out skipped examples."""
+    """Pool ``layers/<layer>/stats`` unit by unit, leaving out skipped examples; the columns are
+    named by the layer's ``stat`` coordinate, as stored."""
     stats = group[f"layers/{layer}/stats"]
-    pool = StatsPool(stats.shape[1])
+    pool = StatsPool(stats.shape[1], tuple(str(v) for v in group[f"layers/{layer}/stat"][:]))
     for u in range(spec.n_units()):
         lo, hi = spec.unit_range(u)
         pool.add(read_checked(location, stats, spec, slice(lo, hi))[skipped[lo:hi] == 0])
@@ -118,11 +152,11 @@ def _finalize(root: StoreLocation, meta: dict, lock: WriterLock | NoLock) -> Non
             for layer in spec.layers:
                 pool = pool_layer(root, group, spec, layer.name, skipped)
                 out = group.create_array(
-                    f"layers/{layer.name}/dataset_stats", shape=(layer.channels, len(STAT_NAMES)), dtype="float64",
+                    f"layers/{layer.name}/dataset_stats", shape=(layer.channels, len(pool.names)), dtype="float64",
                     compressors=compressors_for(spec, np.dtype("float64")), dimension_names=("channel", "stat"),
                     fill_value=np.nan, overwrite=True,
                     attributes={"examples": int(pool.count.max(initial=0)), "skipped": int(skipped.sum()),
-                                "nan_excluded": pool.nan_excluded, "pooling": "exact, float64, NaN-aware"},
+                                **pool.attributes(), "pooling": "exact, float64, NaN-aware"},
                 )
                 out[:] = pool.result()
         group.attrs["attrstream"] = {**meta, "finalized": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -38,6 +38,7 @@ from attrstream.engine.store.meta import (
 from attrstream.engine.store.spec import RunSpec, spec_differences
 from attrstream.engine.store.verify import Damage, VerifyReport, describe_damage, missing_objects, shard_key
 from attrstream.engine.store.writer import StoreWriter
+from attrstream.kernels.names import STAT_NAMES
 
 
 def _check_target(location: StoreLocation) -> dict[str, Any] | None:
@@ -70,6 +71,18 @@ def _check_fingerprint(root: StoreLocation, meta: dict[str, Any], spec: RunSpec)
             f"{meta.get('fingerprint', '?')[:12]}, got {spec.fingerprint()[:12]}): "
             + "; ".join(diffs or ["(schema change)"])
             + ". Pass --overwrite (overwrite=True) to start over, or choose another output path."
+        )
+
+
+def _check_stat_names(root: StoreLocation, meta: dict[str, Any], spec: RunSpec) -> None:
+    """A store of another statistic list (five, written before relevance) cannot take this version's
+    units: its ``stats`` arrays have another width. It stays readable; resuming it is refused."""
+    stored = tuple(meta.get("stat_names", ()))
+    if "stats" in spec.layer_methods and stored != STAT_NAMES:
+        raise FingerprintMismatchError(
+            f"Store {root} holds the per-channel statistics {', '.join(stored) or '(none recorded)'}, "
+            f"this attrstream writes {', '.join(STAT_NAMES)}: its units cannot be resumed. It stays readable; "
+            "pass --overwrite (overwrite=True) to start over, or choose another output path."
         )
 
 
@@ -194,6 +207,7 @@ def open_writer(
     if meta is not None and not overwrite and meta.get("layout") == "ready":
         check_schema(root, meta)
         _check_fingerprint(root, meta, spec)
+        _check_stat_names(root, meta, spec)
     if not prepare and (meta is None or meta.get("layout") != "ready"):
         raise StoreError(f"Expected a prepared store layout at {root} (prepare=False), found none.")
     with disk_full_as_error(root):  # creating the layout, writing the lock or the metadata

@@ -138,7 +138,8 @@ class Run:
         return self._layer_map(layer, "grad_cam", examples)
 
     def dataset_stats(self, layer: str) -> np.ndarray:
-        """float64 ``[C, 5]`` pooled statistics, available once the store is finalized."""
+        """float64 ``[C, S]`` pooled statistics, columns named by :meth:`stat_names`, available once the
+        store is finalized."""
         path = self._layer_path(layer, "dataset_stats")
         if path not in self.group:
             raise StoreError(f"Expected a finalized store with {path}, got a store that is not finalized.")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from captum.attr import LayerGradientXActivation
 from torch import nn
 from torchvision.models.swin_transformer import SwinTransformer
 from torchvision.models.vision_transformer import VisionTransformer
@@ -16,14 +17,18 @@ from attrstream.engine.data import FakeImages
 from attrstream.engine.errors import ConfigError
 from attrstream.engine.layouts import decide_layout
 from attrstream.engine.probe import probe_model
+from attrstream.kernels.names import ACTIVATION_STAT_NAMES, RELEVANCE, STAT_NAMES
 from tests.engine.models import SequenceNet, rescaled_cnn, tiny_cnn
 from tests.engine.test_cli_errors import TINY, assert_one_line_error, attrstream
+from tests.engine.test_sweep_oracle import rel_err
 
 METHODS = ("stats", "grad_x_act", "grad_cam")
+ACT = len(ACTIVATION_STAT_NAMES)
 
 
 def stats64(a: torch.Tensor) -> np.ndarray:
-    """Per-channel statistics of ``a`` with channels on axis 1 and everything after it pooled."""
+    """Per-channel statistics of ``a`` with channels on axis 1 and everything after it pooled (the
+    activation's, the first ``ACT`` columns of the stored statistics)."""
     a = a.double().flatten(2)
     return torch.stack([a.mean(2), a.std(2, unbiased=False), a.amin(2), a.amax(2), (a > 0).double().mean(2)],
                        dim=2).numpy()
@@ -57,7 +62,12 @@ def test_swin_features_are_channels_last(tmp_path):
     assert (spec.name, spec.layout, spec.channels, spec.map_shape) == ("features", "nhwc", 16, (4, 4))
     x = torch.stack([run_x for run_x, _ in (FakeImages(2, 32, 5)[i] for i in range(2))])
     act = output_of(swin, "features", x)
-    np.testing.assert_allclose(run.layer_stats("features"), stats64(act.permute(0, 3, 1, 2)), rtol=1e-4, atol=1e-5)
+    stats = run.layer_stats("features")
+    np.testing.assert_allclose(stats[..., :ACT], stats64(act.permute(0, 3, 1, 2)), rtol=1e-4, atol=1e-5)
+    # relevance of a channels-last layer: Captum's [N, H, W, C] summed over H and W
+    target = torch.as_tensor(run.outputs()["target"])
+    relevance = LayerGradientXActivation(swin, swin.features).attribute(x, target=target).detach().sum((1, 2))
+    assert rel_err(stats[..., STAT_NAMES.index(RELEVANCE)], relevance) <= 1e-4
     assert run.cam("features").shape == (2, 4, 4)
 
 
@@ -65,7 +75,7 @@ def test_conv1d_output_is_ncl_not_tokens(tmp_path):
     run = small_sweep(tmp_path, SequenceNet(), layers=["conv"])  # [N, 8, 16]: 8 channels along 16 positions
     (spec,) = run.spec.layers
     assert (spec.layout, spec.channels, spec.map_shape) == ("ncl", 8, (1, 16))
-    assert run.layer_stats("conv").shape == (2, 8, 5) and run.grad_x_act("conv").shape == (2, 1, 16)
+    assert run.layer_stats("conv").shape == (2, 8, len(STAT_NAMES)) and run.grad_x_act("conv").shape == (2, 1, 16)
 
 
 def test_vision_transformer_default_is_tokens_of_the_last_block_input_norm(tmp_path):
@@ -84,7 +94,7 @@ def test_vector_layer_stores_stats_only_and_says_so_once(tmp_path):
     with pytest.warns(RuntimeWarning, match=r"head.*vector.*grad_x_act/grad_cam do not apply") as caught:
         run = small_sweep(tmp_path, tiny_cnn(), layers=["stage2", "head"])
     assert sum("vector" in str(w.message) for w in caught) == 1
-    assert run.spec.layers[1].layout == "vector" and run.layer_stats("head").shape == (2, 5, 5)
+    assert run.spec.layers[1].layout == "vector" and run.layer_stats("head").shape == (2, 5, len(STAT_NAMES))
     assert "grad_cam" not in run.group["layers/head"] and run.cam("stage2").shape == (2, 8, 8)
 
 

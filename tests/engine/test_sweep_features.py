@@ -19,6 +19,7 @@ from attrstream.engine import open_run, sweep
 from attrstream.engine.data import FakeImages
 from attrstream.engine.errors import FingerprintMismatchError, ModelError
 from attrstream.engine.host_copy import HostCopier
+from attrstream.kernels.names import ACTIVATION_STAT_NAMES, RELEVANCE, STAT_NAMES
 from tests.engine.models import POISON_ABOVE, nan_model, patch_tokens, tiny_cnn
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,7 +96,7 @@ def test_cli_token_grid_maps_a_non_square_grid_like_autograd(tmp_path):
     assert run.grad_x_act("block").shape == run.cam("block").shape == (4, 3, 2)
     np.testing.assert_allclose(run.grad_x_act("block"), gxa, rtol=1e-4, atol=1e-5 * np.abs(gxa).max())
     np.testing.assert_allclose(run.cam("block"), cam, rtol=1e-4, atol=1e-5 * np.abs(cam).max())
-    assert run.layer_stats("block").shape == (4, 16, 5)  # statistics cover all 7 tokens, class token too
+    assert run.layer_stats("block").shape == (4, 16, len(STAT_NAMES))  # statistics cover all 7 tokens, class token too
 
 
 def test_token_layer_without_a_fitting_grid_is_a_model_error(tmp_path):
@@ -126,7 +127,10 @@ def test_nan_examples_warn_once_by_index_and_are_stored_as_they_are(tmp_path):
     ok = np.setdiff1d(np.arange(8), poisoned)
     for key, stored in every_map(run, ["stage2"]).items():
         if key.endswith("/stats"):  # activations come before the poisoned logits: untouched
-            np.testing.assert_array_equal(stored, clean[key])
+            act, relevance = len(ACTIVATION_STAT_NAMES), STAT_NAMES.index(RELEVANCE)
+            np.testing.assert_array_equal(stored[..., :act], clean[key][..., :act])
+            assert np.isnan(stored[poisoned, :, relevance]).all()  # relevance reads the NaN gradient
+            np.testing.assert_array_equal(stored[ok], clean[key][ok])
             continue
         assert np.isnan(stored[poisoned]).all(), key  # gradient maps: NaN kept, not zeroed or dropped
         np.testing.assert_array_equal(stored[ok], clean[key][ok], err_msg=key)

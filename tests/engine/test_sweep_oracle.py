@@ -20,11 +20,16 @@ from captum.attr import (
 from torch.utils.data import TensorDataset
 
 from attrstream.engine import sweep
+from attrstream.kernels.names import ACTIVATION_STAT_NAMES, RELEVANCE, STAT_NAMES
 
 # Relative error of a map against Captum's, per example: max |ours - theirs| / max |theirs|.
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
 
 REL_TOL = {"float32": 1e-4, "float16": 2e-3}
+ACT = len(ACTIVATION_STAT_NAMES)  # the activation's statistics come first, relevance after them
+REL = STAT_NAMES.index(RELEVANCE)
+# Unit roundoff of the stored map values (map / scale, in [-1, 1]).
+ROUNDOFF = {"float32": 2.0**-24, "float16": 2.0**-11}
 
 
 def rel_err(ours: np.ndarray, theirs: np.ndarray) -> float:
@@ -35,7 +40,8 @@ def rel_err(ours: np.ndarray, theirs: np.ndarray) -> float:
 
 
 def stats64(a: torch.Tensor) -> np.ndarray:
-    """[N,C,5] mean, population std, min, max, frac_pos over everything after the channel axis."""
+    """[N,C,5] mean, population std, min, max, frac_pos over everything after the channel axis (the
+    activation's statistics; relevance needs the gradient: Captum's, below)."""
     a = a.double().flatten(2)
     return torch.stack(
         [a.mean(2), a.std(2, unbiased=False), a.amin(2), a.amax(2), (a > 0).double().mean(2)], dim=2
@@ -71,11 +77,30 @@ def test_resnet_maps_and_stats_match_captum(tmp_path, resnet, images, dtype):
         gxa = LayerGradientXActivation(resnet, layer).attribute(x, target=target).sum(1).detach()
         cam = LayerGradCam(resnet, layer).attribute(x, target=target, relu_attributions=True).squeeze(1).detach()
         act = LayerActivation(resnet, layer).attribute(x)
+        relevance = LayerGradientXActivation(resnet, layer).attribute(x, target=target).sum((2, 3)).detach()
         assert rel_err(run.grad_x_act(name), gxa) <= tol
         assert rel_err(run.cam(name), cam) <= tol
-        np.testing.assert_allclose(run.layer_stats(name), stats64(act), rtol=1e-4, atol=1e-5)
+        stats = run.layer_stats(name)
+        assert run.stat_names(name) == STAT_NAMES and stats.shape == (*relevance.shape, len(STAT_NAMES))
+        np.testing.assert_allclose(stats[..., :ACT], stats64(act), rtol=1e-4, atol=1e-5)
+        # relevance is not stored as a map: float32 whatever the map dtype
+        assert rel_err(stats[..., REL], relevance) <= REL_TOL["float32"]
+        assert_relevance_sums_to_the_map(stats[..., REL], run.grad_x_act(name), dtype)
     # the sweep leaves the model as it found it
     assert not resnet.training and all(p.requires_grad for p in resnet.parameters())
+
+
+def assert_relevance_sums_to_the_map(relevance: np.ndarray, stored_map: np.ndarray, dtype: str) -> None:
+    """Σ_c relevance = Σ_c Σ_hw a·g = Σ_hw of the grad×act map (reduce=sum), as read back (× _scale).
+
+    Each stored value is off by at most the unit roundoff of its dtype times its magnitude, so the
+    spatial sum is off by at most that times Σ_hw |map|; twice that, plus 1e-5 of it for the fp32
+    sums of the same products in two orders (pass 1 over space, pass 2 over channels), bounds it.
+    """
+    from_stats = relevance.astype(np.float64).sum(1)
+    from_map = stored_map.astype(np.float64).sum((1, 2))
+    bound = (2 * ROUNDOFF[dtype] + 1e-5) * np.abs(stored_map.astype(np.float64)).sum((1, 2))
+    assert (np.abs(from_stats - from_map) <= bound).all(), (from_stats, from_map, bound)
 
 
 def test_vision_transformer_token_layers(tmp_path):
@@ -93,11 +118,34 @@ def test_vision_transformer_token_layers(tmp_path):
     grad = LayerGradientXActivation(vit, layer, multiply_by_inputs=False).attribute(x, target=target).detach().double()
     grid_a = act[:, 1:].reshape(3, 4, 4, 32).permute(0, 3, 1, 2)
     grid_g = grad[:, 1:].reshape(3, 4, 4, 32).permute(0, 3, 1, 2)
-    np.testing.assert_allclose(run.layer_stats(name), stats64(act.transpose(1, 2)), rtol=1e-4, atol=1e-5)
+    stats = run.layer_stats(name)
+    np.testing.assert_allclose(stats[..., :ACT], stats64(act.transpose(1, 2)), rtol=1e-4, atol=1e-5)
     assert rel_err(run.grad_x_act(name), (grid_a * grid_g).sum(1)) <= 1e-4
     cam = torch.relu((grid_g.mean((2, 3), keepdim=True) * grid_a).sum(1))
     assert rel_err(run.cam(name), cam) <= 1e-4
-    assert run.layer_stats(name).shape == (3, 32, 5)
+    assert stats.shape == (3, 32, len(STAT_NAMES))
+
+
+def test_token_layer_relevance_sums_every_token(tmp_path):
+    """Relevance of a ``[N, T, C]`` layer: Captum's LayerGradientXActivation summed over T, the class
+    token too (as the statistics), through the stats-only path (no patch grid needed)."""
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64, num_classes=7
+    ).eval()
+    torch.nn.init.normal_(vit.heads.head.weight, std=0.02)  # torchvision zero-initializes it: zero gradients
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    name = "encoder.layers.encoder_layer_0"
+    run = sweep(vit, TensorDataset(x), tmp_path / "vit.zarr", layers=[name], methods=["stats"], progress=False,
+                batch_size=2)
+    target = vit(x).argmax(1)
+    layer = dict(vit.named_modules())[name]
+    relevance = LayerGradientXActivation(vit, layer).attribute(x, target=target).detach()  # [N, T, C]
+    stored = run.layer_stats(name)[..., REL]
+    assert np.abs(stored).max() > 0
+    assert rel_err(stored, relevance.sum(1)) <= REL_TOL["float32"]
+    # the class token carries most of it: relevance over the patch tokens alone is another number
+    assert rel_err(stored, relevance[:, 1:].sum(1)) > 1e-2
 
 
 def test_one_forward_per_batch_whatever_the_methods_and_layers(tmp_path, resnet, images):

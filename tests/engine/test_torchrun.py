@@ -15,6 +15,7 @@ import pytest
 import zarr
 
 from attrstream.engine import open_run
+from attrstream.kernels.names import STAT_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 TORCHRUN = shutil.which("torchrun")
@@ -61,7 +62,7 @@ def test_two_ranks_write_the_same_store_as_one_process(tmp_path):
     assert "rank 1/2 wrote 5 units" in out
     assert_same_store(tmp_path / "one.zarr", tmp_path / "two.zarr")
     run = open_run(tmp_path / "two.zarr")
-    assert run.complete and run.dataset_stats("stage2").shape == (16, 5)
+    assert run.complete and run.dataset_stats("stage2").shape == (16, len(STAT_NAMES))
 
 
 def units_done(store: Path) -> set[int]:

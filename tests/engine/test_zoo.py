@@ -23,7 +23,8 @@ from attrstream.engine import sweep
 from attrstream.engine.config import ModelSpec
 from attrstream.engine.data import FakeImages
 from attrstream.engine.models import build_model
-from tests.engine.test_layouts import stats64
+from attrstream.kernels.names import STAT_NAMES
+from tests.engine.test_layouts import ACT, stats64
 
 # The smallest input each family takes with maps larger than 1×1 at its last stage.
 IMAGE_SIZE = {"alexnet": 128, "inception_v3": 299, "maxvit_t": 224, "vit_b_16": 224, "vit_b_32": 224}
@@ -115,8 +116,9 @@ def test_zoo_model_stores_true_channels_maps_and_grad_cam(tmp_path, name):
     for spec in run.spec.layers:
         a = as_nchw(acts[spec.name], spec.layout)  # true channels on axis 1
         stats = run.layer_stats(spec.name)
-        assert stats.shape == (2, a.shape[1], 5) and spec.channels == a.shape[1]
-        np.testing.assert_allclose(stats, stats64(a), rtol=1e-4, atol=1e-5, err_msg=spec.name)
+        assert stats.shape == (2, a.shape[1], len(STAT_NAMES)) and spec.channels == a.shape[1]
+        np.testing.assert_allclose(stats[..., :ACT], stats64(a), rtol=1e-4, atol=1e-5, err_msg=spec.name)
+        assert np.isfinite(stats[..., ACT:]).all(), spec.name
         true_hw = tuple(grid_of(acts[spec.name], spec.layout).shape[2:])
         for method in ("grad_x_act", "grad_cam"):
             stored = getattr(run, "cam" if method == "grad_cam" else method)(spec.name)

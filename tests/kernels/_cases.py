@@ -71,23 +71,45 @@ def f64(t: torch.Tensor) -> torch.Tensor:
     return t.detach().cpu().double()
 
 
-def expected_stats(a: torch.Tensor, layout: str = "nchw") -> torch.Tensor:
-    """The channel statistics (mean, std, min, max, frac_pos) of ``a``, in float64."""
-    x = f64(a)
-    x = (x if layout == "nchw" else x.permute(0, 2, 1)).flatten(2)
+def _positions(t: torch.Tensor, layout: str) -> torch.Tensor:
+    """``t`` as float64 ``[N, C, positions]``: what the statistics reduce over."""
+    x = f64(t)
+    return (x if layout == "nchw" else x.permute(0, 2, 1)).flatten(2)
+
+
+def expected_stats(a: torch.Tensor, layout: str = "nchw", g: torch.Tensor | None = None) -> torch.Tensor:
+    """The channel statistics (mean, std, min, max, frac_pos) of ``a``, in float64; given ``g``,
+    then relevance Σ a·g."""
+    x = _positions(a, layout)
     mean = x.mean(-1)
     std = (x - mean[..., None]).square().mean(-1).sqrt()
     frac = (x > 0).sum(-1).double() / x.shape[-1]
-    return torch.stack((mean, std, x.amin(-1), x.amax(-1), frac), -1)
+    columns = [mean, std, x.amin(-1), x.amax(-1), frac]
+    if g is not None:
+        columns.append((x * _positions(g, layout)).sum(-1))
+    return torch.stack(columns, -1)
 
 
-def assert_stats_match(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype) -> None:
-    """``got`` from an op on inputs of ``dtype``; ``want`` from :func:`expected_stats`."""
+# Relevance against float64: the products of fp32 (or upcast fp16/bf16, whose products are exact in
+# fp32) values are summed in fp32 over at most a few hundred partial sums (tree within a block, then
+# block by block), so the error is below ~1e-6 of Σ|a·g|: bounded by 1e-5 of it, whatever the dtype.
+RELEVANCE_RTOL = 1e-5
+
+
+def assert_stats_match(got: torch.Tensor, a: torch.Tensor, dtype: torch.dtype, layout: str = "nchw",
+                       g: torch.Tensor | None = None) -> None:
+    """``got`` from an op on ``a`` (and ``g``) of ``dtype``, against :func:`expected_stats`."""
+    want = expected_stats(a, layout, g)
     got = got.cpu()
     assert got.dtype == torch.float32 and got.shape == want.shape
     torch.testing.assert_close(got[..., :2], want[..., :2].float(), **TOLERANCE[dtype], equal_nan=True)
     # min and max are input values and frac_pos a ratio of counts: exact.
-    torch.testing.assert_close(got[..., 2:], want[..., 2:].float(), rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(got[..., 2:5], want[..., 2:5].float(), rtol=0, atol=0, equal_nan=True)
+    if g is not None:
+        bound = RELEVANCE_RTOL * (_positions(a, layout) * _positions(g, layout)).abs().sum(-1) + 1e-30
+        err = (got[..., 5].double() - want[..., 5]).abs()
+        both_nan = got[..., 5].isnan() & want[..., 5].isnan()
+        assert bool(((err <= bound) | both_nan).all()), f"relevance error {(err / bound).nan_to_num(0).max():.2f}x the bound"
 
 
 def assert_grad_mean_matches(gmean: torch.Tensor, g: torch.Tensor, dtype: torch.dtype) -> None:

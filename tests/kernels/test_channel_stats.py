@@ -1,4 +1,5 @@
-"""channel_stats and stats_and_grad_mean: both backends against a float64 evaluation.
+"""channel_stats (with and without the gradient's relevance) and stats_and_grad_mean: both
+backends against a float64 evaluation.
 
 Tensors live on ``ATTRSTREAM_TEST_DEVICE`` (see ``_cases``): cpu with Triton under the
 interpreter, or cuda with the compiled kernels (``benchmarks/gpu_check.sh``).
@@ -35,7 +36,7 @@ from tests.kernels._cases import (
 )
 from tests.kernels._launches import forced_blocks
 
-MEAN, STD, MIN, MAX, FRAC_POS = range(5)
+MEAN, STD, MIN, MAX, FRAC_POS, RELEVANCE = range(6)
 
 
 def run(backend: str, a: torch.Tensor, layout: str = "nchw") -> torch.Tensor:
@@ -61,7 +62,7 @@ LARGE = [((1, 64, 56, 56), layout, dtype) for layout, dtype in zip(LAYOUTS, DTYP
 )
 def test_matches_float64(backend, shape, layout, dtype):
     a = make_nchw(shape, dtype, layout)
-    assert_stats_match(run(backend, a), expected_stats(a), dtype)
+    assert_stats_match(run(backend, a), a, dtype)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -73,14 +74,43 @@ def test_tokens_layout(backend, transposed, dtype):
         a = torch.randn(3, 40, 37, generator=gen).to(dtype).to(DEVICE).transpose(1, 2)
     else:  # [N,T,C] contiguous: the channel-fast tiles
         a = torch.randn(3, 37, 40, generator=gen).to(dtype).to(DEVICE)
-    assert_stats_match(run(backend, a, "tokens"), expected_stats(a, "tokens"), dtype)
+    assert_stats_match(run(backend, a, "tokens"), a, dtype, "tokens")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("a_layout,g_layout", [
+    ("contiguous", "contiguous"),  # space-fast tiles, one loop
+    ("channels_last", "channels_last"),  # channel-fast tiles
+    ("channels_last", "crop"),  # g cannot collapse: the two-level loop for both
+])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relevance_with_the_gradient(backend, a_layout, g_layout, dtype):
+    """channel_stats(a, g=g): the five statistics unchanged, then Σ a·g, from the same pass."""
+    a = make_nchw((2, 19, 9, 7), dtype, a_layout, seed=6)  # C=19: channel tail; 63 positions: space tail
+    g = make_nchw((2, 19, 9, 7), dtype, g_layout, seed=7)
+    got = channel_stats(a, g=g, backend=backend)
+    assert_stats_match(got, a, dtype, g=g)
+    if g_layout == a_layout:  # the same loops over a: the same numbers (a crop in g makes a take the row loop too)
+        assert torch.equal(got[..., :RELEVANCE], channel_stats(a, backend=backend))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("transposed", [False, True], ids=["channel_stride_1", "token_stride_1"])
+def test_relevance_of_tokens_sums_every_token(backend, transposed):
+    gen = torch.Generator().manual_seed(8)
+    a, g = (torch.randn(2, 17, 24, generator=gen).to(DEVICE) for _ in range(2))  # [N, T, C]: T = 4² + 1
+    if transposed:  # [N,C,T] memory seen as [N,T,C]
+        a, g = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in (a, g))
+    got = channel_stats(a, "tokens", g=g, backend=backend)
+    assert_stats_match(got, a, torch.float32, "tokens", g=g)
+    torch.testing.assert_close(got[..., RELEVANCE].cpu(), (f64(a) * f64(g)).sum(1).float(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cropped_view_without_collapse(backend):
     a = make_nchw((2, 5, 9, 7), layout="crop")
     assert not a.is_contiguous() and a.stride(2) != a.shape[3] * a.stride(3)
-    assert_stats_match(run(backend, a), expected_stats(a), torch.float32)
+    assert_stats_match(run(backend, a), a, torch.float32)
 
 
 @settings(max_examples=25, deadline=None)
@@ -97,9 +127,10 @@ def test_fuzz_small_blocks(shape, layout, dtype, block_c, block_s, seed):
     a = make_nchw(shape, dtype, layout, seed=seed)
     g = make_nchw(shape, dtype, "contiguous", seed=seed + 1)
     with forced_blocks((block_c, block_s)):
-        assert_stats_match(channel_stats_triton(a), expected_stats(a), dtype)
+        assert_stats_match(channel_stats_triton(a), a, dtype)
+        assert_stats_match(channel_stats_triton(a, g=g), a, dtype, g=g)
         stats, gmean = stats_and_grad_mean_triton(a, g)
-    assert_stats_match(stats, expected_stats(a), dtype)
+    assert_stats_match(stats, a, dtype, g=g)
     assert_grad_mean_matches(gmean, g, dtype)
 
 
@@ -156,7 +187,8 @@ def test_empty_batch_launches_nothing(monkeypatch):
     out = channel_stats_triton(make_nchw((0, 6, 4, 4)))
     assert out.shape == (0, 6, 5) and out.dtype == torch.float32
     stats, gmean = stats_and_grad_mean_triton(make_nchw((0, 6, 4, 4)), make_nchw((0, 6, 4, 4)))
-    assert stats.shape == (0, 6, 5) and gmean.shape == (0, 6)
+    assert stats.shape == (0, 6, 6) and gmean.shape == (0, 6)
+    assert channel_stats_triton(make_nchw((0, 6, 4, 4)), g=make_nchw((0, 6, 4, 4))).shape == (0, 6, 6)
 
 
 @pytest.mark.parametrize(
@@ -197,7 +229,7 @@ def test_stats_and_grad_mean(backend, a_layout, g_layout, shape, dtype):
     g = make_nchw(shape, dtype, g_layout, seed=3)
     fn = stats_and_grad_mean_triton if backend == "triton" else stats_and_grad_mean_torch
     stats, gmean = fn(a, g)
-    assert_stats_match(stats, expected_stats(a), dtype)
+    assert_stats_match(stats, a, dtype, g=g)
     assert_grad_mean_matches(gmean, g, dtype)
 
 
@@ -208,7 +240,8 @@ def test_nan_in_grad_stays_in_its_channel(backend):
     fn = stats_and_grad_mean_triton if backend == "triton" else stats_and_grad_mean_torch
     stats, gmean = (t.cpu() for t in fn(a, g))
     assert gmean[1, 0].isnan() and gmean.isnan().sum() == 1
-    assert not stats.isnan().any()
+    assert not stats[..., :RELEVANCE].isnan().any()  # the activation's statistics do not read g
+    assert stats[1, 0, RELEVANCE].isnan() and stats[..., RELEVANCE].isnan().sum() == 1
 
 
 def test_pair_must_agree():
@@ -217,6 +250,11 @@ def test_pair_must_agree():
         stats_and_grad_mean_torch(a, make_nchw((2, 3, 4, 5)))
     with pytest.raises(KernelInputError, match=r"one dtype.*torch.float16"):
         stats_and_grad_mean_triton(a, make_nchw((2, 3, 4, 4), torch.float16))
+    tokens = torch.zeros(2, 5, 4, device=DEVICE)
+    with pytest.raises(KernelInputError, match=r"one shape.*\(2, 5, 4\) and \(2, 5, 3\)"):
+        channel_stats(tokens, "tokens", g=tokens[..., :3])
+    with pytest.raises(KernelInputError, match=r"Expected g of shape \[N,T,C\]"):
+        channel_stats(tokens, "tokens", g=tokens[None])
 
 
 @pytest.mark.skipif(DEVICE.type != "cuda", reason="needs > 2^31 elements on a CUDA device")
@@ -226,5 +264,5 @@ def test_int64_offsets():
     assert a.numel() > 2**31
     a[-1].normal_()
     got = channel_stats(a, backend="triton")
-    assert_stats_match(got[-1:], expected_stats(a[-1:]), torch.float16)
+    assert_stats_match(got[-1:], a[-1:], torch.float16)
     assert not got[:-1].any()

@@ -20,12 +20,13 @@ from attrstream.kernels import (
 )
 from attrstream.kernels._grad_cam import grad_cam_torch
 from attrstream.kernels._product_map import product_map_torch
+from attrstream.kernels.names import RELEVANCE, STAT_NAMES
 from tests.kernels._cases import (
     BACKENDS,
     DEVICE,
+    RELEVANCE_RTOL,
     assert_stats_match,
     bf16,
-    expected_stats,
     f16,
     f32,
     f64,
@@ -33,6 +34,8 @@ from tests.kernels._cases import (
 )
 from tests.kernels._launches import forced_blocks, no_map_launch
 from tests.kernels._map_checks import assert_map_matches, fuzz, small_inputs
+
+RELEVANCE_COLUMN = STAT_NAMES.index(RELEVANCE)
 
 CASES = [
     # (N, C, H, W), a layout, g layout, dtype, reduce, out dtype
@@ -47,7 +50,7 @@ CASES = [
 def _check_against_float64(got, a, g, reduce, dtype, out_dtype):
     stats, grad_x_act, cam = got
     a64, g64 = f64(a), f64(g)
-    assert_stats_match(stats, expected_stats(a), dtype)
+    assert_stats_match(stats, a, dtype, g=g)
     assert_map_matches(grad_x_act, product_map_torch(a64, g64, reduce, torch.float64), dtype, out_dtype)
     assert_map_matches(cam, grad_cam_torch(a64, g64, torch.float64), dtype, out_dtype)
 
@@ -66,13 +69,26 @@ def test_equals_the_three_separate_ops(backend, reduce):
     a = make_nchw((3, 5, 6, 5), f16, "channels_last", seed=1)
     g = make_nchw((3, 5, 6, 5), f16, "channels_last", seed=2)
     stats, grad_x_act, cam = layer_maps(a, g, reduce, f16, backend=backend)
-    assert torch.equal(stats, channel_stats(a, backend=backend))
+    assert torch.equal(stats, channel_stats(a, g=g, backend=backend))
     separate = product_map(a, g, reduce, f16, backend=backend)
     assert torch.equal(grad_x_act[0], separate[0]) and torch.equal(grad_x_act[1], separate[1])
     # The CAM weights come from a different reduction order (pass 1 kernel vs torch mean): close.
     separate = grad_cam(a, g, f16, backend=backend)
     torch.testing.assert_close(cam[1], separate[1], rtol=1e-6, atol=0)
     torch.testing.assert_close(cam[0], separate[0], rtol=0, atol=2.0**-10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_relevance_sums_to_the_grad_x_act_map(backend, layout):
+    """Σ_c relevance = Σ_c Σ_hw a·g = Σ_hw of the grad×act map (reduce=sum): pass 1 and pass 2 agree."""
+    a = make_nchw((3, 21, 6, 5), f32, layout, seed=3)
+    g = make_nchw((3, 21, 6, 5), f32, layout, seed=4)
+    stats, (values, scale), _ = layer_maps(a, g, "sum", f32, backend=backend)
+    from_stats = stats[..., RELEVANCE_COLUMN].double().sum(1).cpu()
+    from_map = (values.double() * scale.double()[:, None, None]).sum((1, 2)).cpu()
+    bound = RELEVANCE_RTOL * (f64(a) * f64(g)).abs().sum((1, 2, 3))  # fp32 sums of the same products, two orders
+    assert bool(((from_stats - from_map).abs() <= bound).all()), (from_stats, from_map)
 
 
 def test_triton_reads_inputs_in_two_launches():
@@ -115,7 +131,7 @@ def test_nan_stays_in_its_example(backend):
         got = layer_maps(a, g, "max_abs", f16, backend=backend)
     _check_against_float64(got, a, g, "max_abs", f32, f16)
     assert torch.equal(clean[0][[0, 2]], got[0][[0, 2]])
-    assert got[0][1, 5, 0].isnan() and not bool(got[0][1, :5].isnan().any())
+    assert got[0][1, 5, 0].isnan() and got[0][1, 5, 5].isnan() and not bool(got[0][1, :5].isnan().any())
     for clean_map, got_map in zip(clean[1:], got[1:], strict=True):
         assert torch.equal(clean_map[0][[0, 2]], got_map[0][[0, 2]]) and got_map[1][1].isnan()
 
@@ -125,7 +141,7 @@ def test_empty_batch_and_invalid_input(backend):
     a = torch.randn(0, 4, 5, 3, device=DEVICE)
     with no_map_launch():
         stats, (gxa, gxa_scale), (cam, cam_scale) = layer_maps(a, a, backend=backend)
-    assert stats.shape == (0, 4, 5) and gxa.shape == cam.shape == (0, 5, 3)
+    assert stats.shape == (0, 4, 6) and gxa.shape == cam.shape == (0, 5, 3)
     assert gxa_scale.shape == cam_scale.shape == (0,)
     with pytest.raises(KernelInputError, match=r"layer_maps: expected reduce in \(sum, abs_sum, l2, max_abs\)"):
         layer_maps(torch.ones(1, 4, 5, 3, device=DEVICE), torch.ones(1, 4, 5, 3, device=DEVICE), "mean", backend=backend)

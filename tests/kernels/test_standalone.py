@@ -20,6 +20,7 @@ tokens = torch.randn(2, 7, 6, generator=gen)
 ops = {
     "channel_stats": k.channel_stats(a, backend="torch"),
     "channel_stats_tokens": k.channel_stats(tokens, layout="tokens", backend="torch"),
+    "channel_stats_relevance": k.channel_stats(a, g=g, backend="torch"),
     "product_map": k.product_map(a, g, backend="torch"),
     "saliency": k.saliency(g, backend="torch"),
     "grad_cam": k.grad_cam(a, g, backend="torch"),
@@ -37,12 +38,14 @@ def test_kernels_run_without_importing_the_engine():
     assert out.returncode == 0, out.stderr[-4000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["engine_modules"] == []
-    stats, one_map = [2, 6, len(attrstream.kernels.STAT_NAMES)], [[2, 5, 4], [2]]
+    stats, one_map = [2, 6, len(attrstream.kernels.ACTIVATION_STAT_NAMES)], [[2, 5, 4], [2]]
+    with_relevance = [2, 6, len(attrstream.kernels.STAT_NAMES)]
     assert result["shapes"] == {
         "channel_stats": [stats],
         "channel_stats_tokens": [stats],
+        "channel_stats_relevance": [with_relevance],
         "product_map": one_map,
         "saliency": one_map,
         "grad_cam": one_map,
-        "layer_maps": [stats, *one_map, *one_map],
+        "layer_maps": [with_relevance, *one_map, *one_map],
     }

@@ -85,8 +85,9 @@ def example_data(spec: RunSpec, seed: int) -> dict[str, np.ndarray]:
         mean = rng.gamma(2.0, 1.0, (n, layer.channels)) * strength
         std = mean * rng.uniform(0.5, 1.5, (n, layer.channels))
         frac = rng.uniform(0.2, 0.9, (n, layer.channels))
+        relevance = mean * rng.normal(0.1, 1, (n, layer.channels))  # signed: channels for and against the class
         data[f"layers/{layer.name}/stats"] = np.stack(
-            [mean, std, np.zeros_like(mean), mean + 3 * std, frac], axis=-1
+            [mean, std, np.zeros_like(mean), mean + 3 * std, frac, relevance], axis=-1
         ).astype(np.float32)
     for key, value in maps.items():
         data[key], data[f"{key}_scale"] = _scaled(value)

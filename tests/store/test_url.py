@@ -16,6 +16,7 @@ import zarr
 
 from attrstream.engine.store import describe_store, finalize_store, open_run, open_writer
 from attrstream.engine.store.location import LocalLocation, UrlLocation, locate
+from attrstream.kernels.names import STAT_NAMES
 from tests.store._helpers import assert_stores_equal, feed, rows, small_spec, write_run
 
 NO_LOCK = "no writer lock on memory:// stores: run only one writer per rank; leftover partial objects are not cleaned"
@@ -58,7 +59,7 @@ def test_memory_round_trip_writes_finalizes_and_reads_back_equal(url, tmp_path):
     np.testing.assert_array_equal(run.layer_stats("layer4.1.conv2"), expected["layers/layer4.1.conv2/stats"])
     scaled = expected["attributions/saliency"].astype(np.float32) * expected["attributions/saliency_scale"][:, None, None]
     np.testing.assert_allclose(run.attribution("saliency"), scaled, rtol=1e-6)
-    assert run.dataset_stats("fc").shape == (3, 5)
+    assert run.dataset_stats("fc").shape == (3, len(STAT_NAMES))
     assert "finalized" in run.meta
     assert "consolidated_metadata" in zarr.open_group(locate(url).store(read_only=True), mode="r").metadata.to_dict()
     write_run(tmp_path / "ref.zarr", spec)

@@ -31,8 +31,8 @@ def test_append_refuses_missing_unknown_and_misshaped_arrays(writer):
         writer.append(0, {**good, "outputs/logit": good["outputs/logits"]})
     with pytest.raises(StoreError, match=r"attributions/saliency as a numpy float16 .*got float32"):
         writer.append(0, {**good, "attributions/saliency": good["attributions/saliency"].astype(np.float32)})
-    with pytest.raises(StoreError, match=r"layers/fc/stats .*shape \(rows, 3, 5\), got float32 \(2, 4, 5\)"):
-        writer.append(0, {**good, "layers/fc/stats": np.zeros((2, 4, 5), np.float32)})
+    with pytest.raises(StoreError, match=r"layers/fc/stats .*shape \(rows, 3, 6\), got float32 \(2, 4, 6\)"):
+        writer.append(0, {**good, "layers/fc/stats": np.zeros((2, 4, 6), np.float32)})
     with pytest.raises(StoreError, match=r"same length, got lengths \[1, 2\]"):
         writer.append(0, {**good, "outputs/pred": good["outputs/pred"][:1]})
     with pytest.raises(StoreError, match=r"rows within \[0, 10\), got \[9, 11\)"):
