@@ -8,7 +8,8 @@ Three contenders on the same model and the same batches (one setup function serv
   layers, logits and thumbnails, streamed into a fresh Zarr store (maps float16 / scale, Blosc lz4);
 - ``captum``: what a Captum user writes for the same outputs: ``InputXGradient``, ``Saliency``,
   ``LayerGradCam(relu_attributions=True)`` per layer (each a forward and a backward of its own),
-  ``LayerActivation`` + per-channel statistics in torch, thumbnails; the same arrays in the same
+  ``LayerActivation`` + per-channel statistics in torch and ``LayerGradientXActivation`` summed over
+  space for their relevance (one more forward and backward), thumbnails; the same arrays in the same
   dtypes as the store (maps float16 divided by a float32 per-example scale, logits and statistics
   float32), saved with ``numpy.save`` per batch (uncompressed).
 
@@ -173,7 +174,7 @@ def run_captum(s: Setup, case: Case, dataset, scratch: Path) -> dict[str, Any]:
     import numpy as np
     import torch
     import torch.nn.functional as F
-    from captum.attr import InputXGradient, LayerActivation, LayerGradCam, Saliency
+    from captum.attr import InputXGradient, LayerActivation, LayerGradCam, LayerGradientXActivation, Saliency
 
     if case.methods != METHODS or case.options:
         raise SystemExit(f"the captum contender computes {', '.join(METHODS)} only, got {case.methods} {case.options}")
@@ -183,6 +184,7 @@ def run_captum(s: Setup, case: Case, dataset, scratch: Path) -> dict[str, Any]:
     ixg, sal = InputXGradient(s.model), Saliency(s.model)
     cams = {name: LayerGradCam(s.model, layer) for name, layer in layers.items()}
     activations = LayerActivation(s.model, list(layers.values()))
+    relevances = LayerGradientXActivation(s.model, list(layers.values()))
     scratch.mkdir(parents=True, exist_ok=True)
     start = 0
     for b, (x, label) in enumerate(s.loader(dataset)):
@@ -203,11 +205,14 @@ def run_captum(s: Setup, case: Case, dataset, scratch: Path) -> dict[str, Any]:
                 maps = cam.attribute(x, target=pred, relu_attributions=True)[:, 0]
                 out[f"{name}_grad_cam"], out[f"{name}_grad_cam_scale"] = _scaled(maps)
             acts = activations.attribute(x)
+            relevance = relevances.attribute(x, target=pred)
         acts = acts if isinstance(acts, (list, tuple)) else [acts]
-        for name, a in zip(layers, acts, strict=True):
+        relevance = relevance if isinstance(relevance, (list, tuple)) else [relevance]
+        for name, a, r in zip(layers, acts, relevance, strict=True):
             a = a.float().flatten(2)
             out[f"{name}_stats"] = torch.stack(
-                (a.mean(-1), a.std(-1, correction=0), a.amin(-1), a.amax(-1), (a > 0).float().mean(-1)), dim=-1)
+                (a.mean(-1), a.std(-1, correction=0), a.amin(-1), a.amax(-1), (a > 0).float().mean(-1),
+                 r.float().flatten(2).sum(-1)), dim=-1)
         for key, value in out.items():
             np.save(scratch / f"batch{b:05d}_{key}.npy", value.detach().cpu().numpy())
     return {}

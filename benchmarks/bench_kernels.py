@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from _common import Column, add_output_args, environment, interleaved, median, write_table
 
-from attrstream.kernels.names import STAT_NAMES
+from attrstream.kernels.names import ACTIVATION_STAT_NAMES, STAT_NAMES
 
 # ResNet-50 layer outputs (C, H, W) at 224×224, and the input batch itself.
 SHAPES = {
@@ -40,7 +40,8 @@ SHAPES = {
     "layer4": (2048, 7, 7),
     "input": (3, 224, 224),
 }
-STATS_BYTES = len(STAT_NAMES) * 4  # per (example, channel): float32 statistics
+# per (example, channel): float32 statistics of the activation alone, and with relevance (given g)
+ACTIVATION_STATS_BYTES, STATS_BYTES = len(ACTIVATION_STAT_NAMES) * 4, len(STAT_NAMES) * 4
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def _map(n: int, c: int, h: int, w: int) -> int:
 
 OPS = {
     # stats [N,C,S] float32; a read once
-    "channel_stats": Op("channel_stats", 1, lambda n, c, h, w: n * c * STATS_BYTES),
+    "channel_stats": Op("channel_stats", 1, lambda n, c, h, w: n * c * ACTIVATION_STATS_BYTES),
     # x and g read once; one map
     "product_map": Op("product_map", 2, _map),
     # g read once; one map
