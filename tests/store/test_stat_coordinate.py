@@ -5,7 +5,6 @@ that statistic: cross-checked on a real store against numpy statistics of the re
 from __future__ import annotations
 
 import shutil
-import warnings
 from pathlib import Path
 from unittest import mock
 
@@ -19,6 +18,8 @@ from attrstream.engine import open_run, sweep
 from attrstream.engine.data import FakeImages
 from attrstream.engine.render.activations import activation_figure
 from attrstream.engine.store import RunSpec, finalize_store, layout
+from attrstream.engine.store.finalize import consolidate
+from attrstream.engine.store.location import locate
 from attrstream.kernels.names import ACTIVATION_STAT_NAMES, STAT_NAMES
 from tests.engine._cli import TINY_SWEEP, run_cli
 from tests.engine.models import tiny_cnn
@@ -71,7 +72,8 @@ def write_as_before_relevance(path: Path) -> None:
             if arr.path.endswith(("/stats", "/stat")):
                 kept = group[arr.path][:]
                 del group[arr.path]
-                layout.create_array(group, spec, arr)[:] = kept[..., :five] if arr.dtype != "str" else kept[:five]
+                created = layout.create_arrays(group, {arr.path: layout.array_options(spec, arr)})[arr.path]
+                created[:] = kept[..., :five] if arr.dtype != "str" else kept[:five]
     for name in (lay.name for lay in spec.layers):
         pooled = group[f"layers/{name}/dataset_stats"]
         kept, attrs = pooled[:, :five], dict(pooled.attrs)
@@ -79,9 +81,7 @@ def write_as_before_relevance(path: Path) -> None:
         group.create_array(f"layers/{name}/dataset_stats", shape=kept.shape, dtype="float64", attributes=attrs,
                            dimension_names=("channel", "stat"), fill_value=np.nan, overwrite=True)[:] = kept
     group.attrs["attrstream"] = {**meta, "stat_names": list(ACTIVATION_STAT_NAMES)}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        zarr.consolidate_metadata(path, zarr_format=3)
+    consolidate(locate(path))
 
 
 @pytest.fixture(scope="module")
