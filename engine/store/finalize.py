@@ -126,9 +126,16 @@ def _finalize(root: StoreLocation, meta: dict, lock: WriterLock | NoLock) -> Non
                 )
                 out[:] = pool.result()
         group.attrs["attrstream"] = {**meta, "finalized": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-            warnings.filterwarnings("ignore", message=".*not recognized as a component.*")  # our lock files
-            zarr.consolidate_metadata(root.store(), zarr_format=3)
+        consolidate(root)
     finally:
         lock.release()
+
+
+def consolidate(root: StoreLocation) -> None:
+    """Rewrite the root's consolidated metadata, so that ``zarr.open_group(path, mode="r")`` (and
+    :func:`open_run`) see every array and attribute: after finalize, and after any job that adds
+    arrays to a finished store (evaluation metrics)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        warnings.filterwarnings("ignore", message=".*not recognized as a component.*")  # our lock files
+        zarr.consolidate_metadata(root.store(), zarr_format=3)

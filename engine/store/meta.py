@@ -82,12 +82,13 @@ def decode_failure(err: ValueError) -> str:
     return "checksum mismatch (crc32c)" if "checksum" in str(err) else f"undecodable ({err})"
 
 
-def scan_done(group: zarr.Group) -> tuple[np.ndarray, dict[int, str]]:
-    """``progress/unit_done`` as bools, and the units whose marker is unreadable (read as not done).
+def scan_done(group: zarr.Group, progress: str = DONE_PATH) -> tuple[np.ndarray, dict[int, str]]:
+    """The done markers at ``progress`` (a sweep's ``progress/unit_done``, or a later job's own) as
+    bools, and the units whose marker is unreadable (read as not done).
 
     One read of the whole array; only when that fails is each unit's chunk read on its own.
     """
-    markers = group[DONE_PATH]
+    markers = group[progress]
     try:
         return np.asarray(markers[:]).astype(bool), {}
     except ValueError:  # a chunk fails its checksum
@@ -101,12 +102,12 @@ def scan_done(group: zarr.Group) -> tuple[np.ndarray, dict[int, str]]:
     return done, damaged
 
 
-def read_done(group: zarr.Group, location: StoreLocation) -> np.ndarray:
-    """``progress/unit_done`` as a bool array; a damaged marker is a :class:`StoreError` naming its units."""
-    done, damaged = scan_done(group)
+def read_done(group: zarr.Group, location: StoreLocation, progress: str = DONE_PATH) -> np.ndarray:
+    """The done markers at ``progress`` as a bool array; a damaged marker is a :class:`StoreError` naming its units."""
+    done, damaged = scan_done(group, progress)
     if damaged:
         raise StoreError(
-            f"Expected readable unit markers in {location}/{DONE_PATH}, got damaged ones for units "
+            f"Expected readable unit markers in {location}/{progress}, got damaged ones for units "
             f"{sorted(damaged)}: {REPAIR_HINT.format(store=location)}."
         )
     return done

@@ -24,7 +24,7 @@ from attrstream.engine.errors import (
     StoreLockedError,
     disk_full_as_error,
 )
-from attrstream.engine.store.layout import array_specs, create_layout, example_arrays, run_metadata
+from attrstream.engine.store.layout import ArraySpec, array_specs, create_layout, example_arrays, run_metadata
 from attrstream.engine.store.location import PARTIAL_SUFFIX, NoLock, StoreLocation, locate, open_group
 from attrstream.engine.store.lock import WriterLock, is_lock_file
 from attrstream.engine.store.meta import (
@@ -83,13 +83,19 @@ def _record_writer(group, about: Mapping[str, Any]) -> None:
     group.attrs["attrstream"] = {**meta, "writers": [*meta.get("writers", []), entry]}
 
 
-def _prepare_layout(root: StoreLocation, meta: dict[str, Any] | None, spec: RunSpec, overwrite: bool,
-                    lock: WriterLock | NoLock):
+def clean_if_alone(root: StoreLocation, lock: WriterLock | NoLock) -> list[str]:
+    """The other live writers of ``root``; with none alive, every temp file is a crash leftover: deleted."""
     others = root.other_writers(lock)
     if not others:
-        # No other writer alive: every temp file is a crash leftover. Ranks joining a prepared
-        # store (prepare=False) never clean: the preparing rank did, before they took their locks.
         root.clean_partials()
+    return others
+
+
+def _prepare_layout(root: StoreLocation, meta: dict[str, Any] | None, spec: RunSpec, overwrite: bool,
+                    lock: WriterLock | NoLock):
+    # Ranks joining a prepared store (prepare=False) never clean: the preparing rank did, before
+    # they took their locks.
+    others = clean_if_alone(root, lock)
     if meta is None or overwrite or meta.get("layout") != "ready":
         if others:
             raise StoreLockedError(f"Expected no other writer while (re)creating {root}, got live locks {others}.")
@@ -118,26 +124,28 @@ def _rewrite_root_meta(root: StoreLocation, spec: RunSpec) -> None:
     open_group(root, "a", attributes={"attrstream": {**run_metadata(spec), "layout": "ready"}})
 
 
-def _done_units(root: StoreLocation, group: zarr.Group, spec: RunSpec, repair: VerifyReport | None) -> np.ndarray:
-    """The units marked done and whole, resetting the others so that they are computed again.
+def done_units(root: StoreLocation, group: zarr.Group, spec: RunSpec, damaged: Sequence[Damage] = (), *,
+               arrays: Sequence[ArraySpec] | None = None, progress: str = DONE_PATH) -> np.ndarray:
+    """The units marked done (markers at ``progress``) and whole, resetting the others so that they
+    are computed again.
 
-    A unit is not whole when a shard object is missing or empty (one listing per array), its marker
-    is unreadable, or ``repair`` found it damaged; its damaged shard objects are deleted, its
-    marker reset, and one warning names them all.
+    A unit is not whole when a shard object of ``arrays`` (default: the sweep's) is missing or empty
+    (one listing per array), its marker is unreadable, or it is among the ``damaged`` that a full
+    verify found; its damaged shard objects are deleted, its marker reset, and one warning names
+    them all.
     """
-    done, unreadable = scan_done(group)
-    damage = [Damage(DONE_PATH, u, spec.unit_range(u), f"done marker {why}") for u, why in unreadable.items()]
-    damage += missing_objects(root, group, spec, np.flatnonzero(done))
-    if repair is not None:
-        damage += [d for d in repair.damaged if d.unit is not None]
+    done, unreadable = scan_done(group, progress)
+    damage = [Damage(progress, u, spec.unit_range(u), f"done marker {why}") for u, why in unreadable.items()]
+    damage += missing_objects(root, group, spec, np.flatnonzero(done), arrays)
+    damage += [d for d in damaged if d.unit is not None]
     damage = list(dict.fromkeys(damage))  # repair's report repeats what the listing finds
     redo = sorted({d.unit for d in damage})
     if not redo:
         return done
     for d in damage:
-        if d.array != DONE_PATH:
+        if d.array != progress:
             root.delete(shard_key(group[d.array], d.unit))
-    markers = group[DONE_PATH]
+    markers = group[progress]
     for u in redo:
         markers[u] = 0
         done[u] = False
@@ -197,7 +205,7 @@ def open_writer(
             if prepare:
                 group = _prepare_layout(root, meta, spec, overwrite, lock)
                 _record_writer(group, writer_info or {})
-                done = _done_units(root, group, spec, None if overwrite else repair)
+                done = done_units(root, group, spec, () if overwrite or repair is None else repair.damaged)
             else:
                 group = open_group(root, "r+", use_consolidated=False)
                 done = scan_done(group)[0]

@@ -177,10 +177,15 @@ def spec_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str
     layers, which is the ``methods`` change alone.
     """
     compare_layers = bool(old.get("layer_methods")) and bool(new.get("layer_methods"))
+    return dict_differences(_as_chosen(old, compare_layers), _as_chosen(new, compare_layers))
+
+
+def dict_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``"key: old -> new"`` lines for every (dotted) key whose value differs between two JSON-like dicts."""
     flat_old: dict[str, Any] = {}
     flat_new: dict[str, Any] = {}
-    _flatten(_as_chosen(old, compare_layers), "", flat_old)
-    _flatten(_as_chosen(new, compare_layers), "", flat_new)
+    _flatten(dict(old), "", flat_old)
+    _flatten(dict(new), "", flat_new)
     missing = object()
     lines = []
     for key in sorted(flat_old.keys() | flat_new.keys()):

@@ -19,7 +19,7 @@ import numpy as np
 import zarr
 
 from attrstream.engine.errors import StoreError
-from attrstream.engine.store.layout import example_arrays
+from attrstream.engine.store.layout import ArraySpec, example_arrays
 from attrstream.engine.store.location import StoreLocation, locate, open_group
 from attrstream.engine.store.meta import (
     DONE_PATH,
@@ -105,13 +105,17 @@ def _absent(sizes: dict[str, int], key: str) -> str | None:
     return f"object {key} empty (0 bytes)" if size == 0 else None
 
 
-def missing_objects(location: StoreLocation, group: zarr.Group, spec: RunSpec, units: Iterable[int]) -> list[Damage]:
-    """Shard objects of ``units`` that are absent or empty: one listing per array, no reads."""
+def missing_objects(location: StoreLocation, group: zarr.Group, spec: RunSpec, units: Iterable[int],
+                    arrays: Sequence[ArraySpec] | None = None) -> list[Damage]:
+    """Shard objects of ``units`` that are absent or empty: one listing per array, no reads.
+
+    ``arrays``: the per-example arrays to check (default: the sweep's, :func:`example_arrays`).
+    """
     units = [int(u) for u in units]
     if not units:
         return []
     found = []
-    for arr in example_arrays(spec):
+    for arr in example_arrays(spec) if arrays is None else arrays:
         array = group[arr.path]
         sizes = location.object_sizes(arr.path)
         for u in units:
@@ -180,20 +184,20 @@ def _root_damage(location: StoreLocation) -> tuple[dict | None, Damage | None]:
         return None, Damage(ROOT_META, reason="root metadata without the attrstream attributes")
 
 
-def _marker_damage(location: StoreLocation, group: zarr.Group, spec: RunSpec,
-                   finalized: bool) -> tuple[np.ndarray, list[Damage]]:
-    done, unreadable = scan_done(group)
-    damage = [Damage(DONE_PATH, u, spec.unit_range(u), f"done marker {reason}") for u, reason in unreadable.items()]
-    markers = group[DONE_PATH]
-    sizes = location.object_sizes(DONE_PATH)
+def _marker_damage(location: StoreLocation, group: zarr.Group, spec: RunSpec, finalized: bool,
+                   progress: str) -> tuple[np.ndarray, list[Damage]]:
+    done, unreadable = scan_done(group, progress)
+    damage = [Damage(progress, u, spec.unit_range(u), f"done marker {reason}") for u, reason in unreadable.items()]
+    markers = group[progress]
+    sizes = location.object_sizes(progress)
     for u in range(spec.n_units()):
-        key = f"{DONE_PATH}/{markers.metadata.encode_chunk_key((u,))}"
+        key = f"{progress}/{markers.metadata.encode_chunk_key((u,))}"
         if u in unreadable:
             continue
         if sizes.get(key) == 0:
-            damage.append(Damage(DONE_PATH, u, spec.unit_range(u), f"done marker {key} empty (0 bytes)"))
+            damage.append(Damage(progress, u, spec.unit_range(u), f"done marker {key} empty (0 bytes)"))
         elif finalized and not done[u]:
-            damage.append(Damage(DONE_PATH, u, spec.unit_range(u), "not marked done in a finalized store (marker lost)"))
+            damage.append(Damage(progress, u, spec.unit_range(u), "not marked done in a finalized store (marker lost)"))
     return done, sorted(damage, key=lambda d: d.unit)
 
 
@@ -222,14 +226,25 @@ def verify_store(path: str | os.PathLike | StoreLocation, *, progress: bool | No
                          "rerun the sweep to create it.")
     spec = RunSpec.from_dict(meta["spec"])
     group = open_group(location, "r", use_consolidated=False)
-    done, damage = _marker_damage(location, group, spec, finalized="finalized" in meta)
-    arrays = {a.path: group[a.path] for a in example_arrays(spec)}
-    sizes = {path: location.object_sizes(path) for path in arrays}
+    arrays = example_arrays(spec)
+    done, damage = verify_units(location, group, spec, arrays, DONE_PATH, finalized="finalized" in meta,
+                                progress=progress)
+    return VerifyReport(str(location), spec.n_units(), int(done.sum()), len(arrays), tuple(damage))
+
+
+def verify_units(location: StoreLocation, group: zarr.Group, spec: RunSpec, arrays: Sequence[ArraySpec],
+                 markers: str, *, finalized: bool, progress: bool | None = None) -> tuple[np.ndarray, list[Damage]]:
+    """The done units (markers at ``markers``) and every damaged object among them: a marker, or a
+    shard of one of ``arrays`` that is missing, empty or fails to decode. ``finalized``: every unit
+    must be marked done. Serves the sweep's arrays and any later job's own (evaluation metrics)."""
+    done, damage = _marker_damage(location, group, spec, finalized, markers)
+    opened = {a.path: group[a.path] for a in arrays}
+    sizes = {path: location.object_sizes(path) for path in opened}
     units = np.flatnonzero(done).tolist()
     with _progress_bar(len(units), progress, f"verify {location.name}") as bar:
         for u in units:
             examples = spec.unit_range(u)
-            for path, array in arrays.items():
+            for path, array in opened.items():
                 reason = _absent(sizes[path], shard_key(array, u))
                 if reason is None:
                     try:
@@ -239,4 +254,4 @@ def verify_store(path: str | os.PathLike | StoreLocation, *, progress: bool | No
                 if reason:
                     damage.append(Damage(path, u, examples, reason))
             bar.update(1)
-    return VerifyReport(str(location), spec.n_units(), int(done.sum()), len(arrays), tuple(damage))
+    return done, damage
