@@ -11,7 +11,7 @@ fresh subprocess, after a warm-up of one step, in interleaved rounds (medians):
   forward), when ``import lucent`` works; otherwise the table says it was skipped.
 
     python benchmarks/bench_features.py [--model resnet18] [--layer layer3] [--channels 16] [--steps 8]
-                                        [--size 64] [--batch-size 16] [--repeats 3] [--device cpu]
+                                        [--size 64] [--batch-size 16] [--repeats 3] [--device cpu] [--threads 1]
 
 Prints a table and appends JSON lines to benchmarks/results/features.json.
 """
@@ -98,6 +98,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     runner = RUNNERS[args.child]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     runner(args, 1, args.batch_size)
     t0 = time.perf_counter()
@@ -112,22 +114,23 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 def child_argv(args: argparse.Namespace, contender: str) -> list[str]:
     return [__file__, "--child", contender, "--model", args.model, "--layer", args.layer, "--channels",
             str(args.channels), "--steps", str(args.steps), "--size", str(args.size), "--batch-size",
-            str(args.batch_size), "--device", args.device]
+            str(args.batch_size), "--device", args.device, "--threads", str(args.threads)]
 
 
 def compare(args: argparse.Namespace) -> None:
     env = environment(args.device)
     contenders = [c for c in CONTENDERS if c != "lucent" or importlib.util.find_spec("lucent") is not None]
     print(f"# {args.model} {args.layer}: {args.channels} channels × {args.steps} steps at {args.size} px, batch "
-          f"{args.batch_size}, on {args.device}; {args.repeats} interleaved rounds; load {env['load_avg_1m']:.1f} "
-          f"on {env['cores']} cores", flush=True)
+          f"{args.batch_size}, on {args.device} ({args.threads or 'default'} threads); {args.repeats} interleaved "
+          f"rounds; load {env['load_avg_1m']:.1f} on {env['cores']} cores", flush=True)
     if "lucent" not in contenders:
         print("# lucent: skipped (torch-lucent is not importable; see the README for installing it beside torch)")
     runs = interleaved(contenders, args.repeats, lambda c, _rep: run_child(child_argv(args, c)),
                        lambda c, rep, r: print(f"#   round {rep + 1} {c:14} {r['channel_steps_s']:8.2f} ch·steps/s",
                                                flush=True))
     speed = {c: median(runs[c], "channel_steps_s") for c in contenders}
-    config = {k: getattr(args, k) for k in ("model", "layer", "channels", "steps", "size", "batch_size", "repeats")}
+    config = {k: getattr(args, k) for k in ("model", "layer", "channels", "steps", "size", "batch_size", "repeats",
+                                            "threads")}
     print(f"{'contender':14} {'ch·steps/s':>10} {'wall s':>7} {'vs bare':>7} {'batched ×':>9} {'peak RSS MB':>11}")
     records = []
     for c in contenders:
@@ -151,6 +154,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="channels per batch of the batched contender")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the table shows medians")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads per contender (0: torch's default)")
     parser.add_argument("--json", default=RESULTS, help="JSON lines to append to")
     parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = parser.parse_args()

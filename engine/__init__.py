@@ -23,10 +23,13 @@ _LAZY = {
     "register_dataset": ("attrstream.engine.data", "register_dataset"),
     "open_run": ("attrstream.engine.store", "open_run"),
     "export_tensorboard": ("attrstream.engine.export", "export_tensorboard"),
+    "visualize_features": ("attrstream.engine.features.run", "visualize_features"),
+    "FeaturesConfig": ("attrstream.engine.config", "FeaturesConfig"),
 }
 
-__all__ = ["DataSpec", "ModelSpec", "SweepConfig", "SweepStats", "__version__", "build_dataset", "build_model",
-           "export_tensorboard", "open_run", "register_dataset", "register_model", "sweep"]
+__all__ = ["DataSpec", "FeaturesConfig", "ModelSpec", "SweepConfig", "SweepStats", "__version__", "build_dataset",
+           "build_model", "export_tensorboard", "open_run", "register_dataset", "register_model", "sweep",
+           "visualize_features"]
 
 
 def __getattr__(name: str) -> Any:

@@ -19,7 +19,9 @@ from torch import nn
 from attrstream.engine.capture import inference_mode_for_attribution, resolve_layers
 from attrstream.engine.config import FeaturesConfig
 from attrstream.engine.errors import ConfigError
+from attrstream.engine.features.image import SPECTRUM_SD
 from attrstream.engine.features.optimize import LEARNING_RATE, Optimized, Recipe, forward_to, maximize
+from attrstream.engine.features.redirect import REDIRECT_STEPS
 from attrstream.engine.features.store import feature_job, open_features_writer
 from attrstream.engine.features.transforms import ANGLES, JITTER, JITTER_AFTER, PAD, REFERENCE_SIZE, SCALES
 from attrstream.engine.layouts import channels_and_map, decide_layout
@@ -31,7 +33,8 @@ from attrstream.engine.store.location import locate
 from attrstream.engine.vocabulary import IMAGENET_MEAN, IMAGENET_STD
 
 # What the description records of the fixed recipe (changing any of it changes the stored images).
-RECIPE = {"parametrization": "fourier 1/f, decorrelated colour, sigmoid", "optimizer": "adam", "lr": LEARNING_RATE,
+RECIPE = {"parametrization": "fourier 1/f, decorrelated colour, sigmoid", "init_sd": SPECTRUM_SD,
+          "redirected_relu_steps": REDIRECT_STEPS, "optimizer": "adam", "lr": LEARNING_RATE,
           "transforms": {"reference_size": REFERENCE_SIZE, "pad": PAD, "jitter": JITTER, "jitter_after": JITTER_AFTER,
                          "scales": list(SCALES), "angles": list(ANGLES)}}
 

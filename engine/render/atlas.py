@@ -61,7 +61,7 @@ def channel_atlas(
         firsts.append(len(widths))
         headers.append((block.title, len(widths), max(block.values.shape[1], 1)))
         widths += [CELL] * max(block.values.shape[1], 1)
-    fig, axes = image_grid(fig, widths, [CELL] * max(rows, 1), gap_h=0.35, left=1.25, top=0.95)
+    fig, axes = image_grid(fig, widths, [CELL] * max(rows, 1), gap_h=0.35, left=1.25, top=1.2)
     for ax in axes.flat:
         ax.set_axis_off()
     for r in range(rows):
@@ -69,7 +69,7 @@ def channel_atlas(
             ax = axes[r, 0]
             if optimized_values is not None and np.isfinite(optimized_values[r]):
                 ax.set_axis_on()
-                show_image(ax, optimized[r], f"{optimized_values[r]:.3g}")
+                show_image(ax, optimized[r], f"activation {optimized_values[r]:.3g}")
             else:
                 ax.text(0.5, 0.5, "not\noptimized", ha="center", va="center", fontsize=7, color="0.5",
                         transform=ax.transAxes)

@@ -169,7 +169,7 @@ def _atlas(rep: _Report, layer: str) -> tuple[str, str]:
                         optimized=None if optimized is None else optimized[0],
                         optimized_values=None if optimized is None else optimized[1],
                         title=f"Channel atlas of {layer}: the {len(channels)} channels of highest mean {label} over "
-                              f"the data set ({why})")
+                              f"the data set\n({why})")
     caption = (f"{layer}: per row, one of the {len(channels)} channels of highest mean {label} over the finished "
                f"examples ({why})"
                + (": the input optimized to excite it (its activation)," if optimized is not None else ":")

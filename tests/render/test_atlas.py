@@ -53,7 +53,7 @@ def test_the_atlas_ranks_channels_by_relevance_and_draws_both_rankings(tmp_path)
 
 def test_without_relevance_the_atlas_ranks_by_activation_and_says_so(store, tmp_path):
     run = open_run(store)
-    ranking, channels, means, _ = reading.atlas_channels(run, "layer1", reading.done_examples(run), 6, 4)
+    ranking, channels, _, _ = reading.atlas_channels(run, "layer1", reading.done_examples(run), 6, 4)
     assert ranking == "mean"
     np.testing.assert_array_equal(channels, np.argsort(-run.layer_stats("layer1")[:, :, 0].mean(0), kind="stable")[:6])
     index = render_report(store, tmp_path / "report", examples=2, layers=["layer1"]).read_text()
