@@ -26,10 +26,13 @@ _LAZY = {
     "evaluate": ("attrstream.engine.faithfulness.run", "evaluate"),
     "EvaluateConfig": ("attrstream.engine.config", "EvaluateConfig"),
     "export_tensorboard": ("attrstream.engine.export", "export_tensorboard"),
+    "visualize_features": ("attrstream.engine.features.run", "visualize_features"),
+    "FeaturesConfig": ("attrstream.engine.config", "FeaturesConfig"),
 }
 
-__all__ = ["DataSpec", "EvaluateConfig", "ModelSpec", "SweepConfig", "SweepStats", "__version__", "build_dataset",
-           "build_model", "evaluate", "export_tensorboard", "open_run", "register_dataset", "register_model", "sweep"]
+__all__ = ["DataSpec", "EvaluateConfig", "FeaturesConfig", "ModelSpec", "SweepConfig", "SweepStats", "__version__",
+           "build_dataset", "build_model", "evaluate", "export_tensorboard", "open_run", "register_dataset",
+           "register_model", "sweep", "visualize_features"]
 
 
 def __getattr__(name: str) -> Any:

@@ -127,6 +127,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_features(args: argparse.Namespace) -> int:
+    import attrstream.engine.demo  # noqa: F401  (registers the demo's model)
+    from attrstream.engine.config import FeaturesConfig, ModelSpec
+    from attrstream.engine.features.run import run_features
+    from attrstream.engine.models import build_model
+
+    model_spec = from_args(ModelSpec, args)
+    cfg = from_args(FeaturesConfig, args, model_name=model_spec.name)
+    run = run_features(build_model(model_spec), args.out, cfg)
+    done = len(run.features(cfg.layer)["channel"])
+    print(f"attrstream: {done} optimized inputs of {cfg.layer} in {args.out} (features/{cfg.layer})")
+    return 0
+
+
+def _add_features_parser(sub: argparse._SubParsersAction) -> None:
+    from attrstream.engine.config import FeaturesConfig, ModelSpec
+
+    p = sub.add_parser("features", help="activation maximization: an optimized input per channel of a layer, "
+                       "batched over channels, into a store's features/<layer>", formatter_class=_HelpFormatter)
+    add_options(p, ModelSpec)
+    p.add_argument("--out", required=True, help="a sweep's store of the same model, or a new store path")
+    add_options(p, FeaturesConfig)
+    p.set_defaults(func=_cmd_features)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from attrstream.engine.config import DataSpec, EvaluateConfig, ModelSpec, SweepConfig
     from attrstream.engine.export.defaults import EMBEDDING_EXAMPLES, TENSORBOARD_EXAMPLES
@@ -191,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="start over when --out holds a demo of another configuration")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=_cmd_demo)
+    _add_features_parser(sub)
     return parser
 
 

@@ -14,12 +14,14 @@ from typing import Any
 
 from attrstream.engine.errors import ConfigError
 from attrstream.engine.methods import Target, parse_target, split_methods
-from attrstream.engine.options import assignments, csv, int_pair, option
+from attrstream.engine.options import assignments, csv, floats, int_list, int_pair, option
 from attrstream.engine.vocabulary import (
     COMPRESSORS,
     DEFAULT_METHODS,
     DTYPES,
     FAITHFULNESS_METRICS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     LAYER_LAYOUTS,
 )
 from attrstream.kernels.names import REDUCTIONS
@@ -241,3 +243,70 @@ class DataSpec:
     def __post_init__(self) -> None:
         _check_name("a data set name or directory", self.name)
         _check_optional_int("image_size", self.image_size, 1)
+
+
+MIN_FEATURE_SIZE = 16  # pixels: below this the random jitter, scale and rotation have no room
+
+
+def _normalization(name: str, value: Any) -> tuple[float, float, float]:
+    """One value or three (per RGB channel) as a 3-tuple of floats; ``std`` must be positive."""
+    values = tuple(value) if isinstance(value, (list, tuple)) else ()
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ConfigError(f"Expected {name} as one number or three (R, G, B), got {value!r}.")
+    if name == "std" and min(values) <= 0:
+        raise ConfigError(f"Expected std > 0 for every channel, got {value!r}.")
+    return tuple(float(v) for v in values)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Activation maximization of a layer's channels (``attrstream features``); validated on construction.
+
+    A channel's optimized input depends only on the seed, the channel and the settings recorded in
+    ``features/<layer>`` (model, steps, size, mean, std, unit), never on the channels that share its
+    batch: the batch size and the device may change on a rerun, which resumes.
+    """
+
+    layer: str = option(help="the layer whose channels are visualized (a name of model.named_modules())",
+                        required=True)
+    channels: tuple[int, ...] | None = option(None, "channels to visualize, START:STOP or I,J,K (default: every "
+                                              "channel of the layer)", parse=int_list, metavar="0:64|3,5,7")
+    steps: int = option(256, "optimization steps, one forward (to the layer) and one backward each")
+    size: int = option(128, "side of the optimized image in pixels")
+    batch_size: int = option(32, "channels optimized together, one batch element each")
+    seed: int = option(0, "random seed: a channel's image depends only on (seed, channel, settings)")
+    device: str | None = option(None, "cpu, cuda or cuda:I (default: cuda when available, else cpu)",
+                                metavar="DEVICE")
+    mean: tuple[float, float, float] = option(IMAGENET_MEAN, "the model's input normalization: mean per RGB "
+                                              "channel, or one value for all", parse=floats, metavar="M[,M,M]")
+    std: tuple[float, float, float] = option(IMAGENET_STD, "the model's input normalization: std per RGB channel, "
+                                             "or one value for all", parse=floats, metavar="S[,S,S]")
+    unit: int = option(32, "channels per stored shard (the resume granularity)")
+    overwrite: bool = option(False, "recompute features/<layer> when it holds another configuration")
+    break_lock: bool = option(False, "take over a features lock left by a job that is gone")
+    progress: bool = option(True, "hide the progress bar", flag="--no-progress")
+    model_name: str | None = None  # recorded in a new store (the CLI gives the --model name)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        _check_name("a layer name", self.layer)
+        if self.channels is not None:
+            channels = tuple(self.channels) if isinstance(self.channels, (list, tuple, range)) else None
+            if not channels or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in channels):
+                raise ConfigError(f"Expected channels as a non-empty list of indices >= 0, got {self.channels!r}.")
+            if len(set(channels)) != len(channels):
+                raise ConfigError(f"Expected distinct channels, got {list(channels)}.")
+            set_(self, "channels", channels)
+        for name in ("steps", "batch_size", "unit"):
+            check_int(name, getattr(self, name), 1)
+        check_int("size", self.size, MIN_FEATURE_SIZE)
+        check_int("seed", self.seed, 0)
+        if self.device is not None:
+            check_device(self.device)
+        set_(self, "mean", _normalization("mean", self.mean))
+        set_(self, "std", _normalization("std", self.std))
+        _check_flags(self, ("overwrite", "break_lock", "progress"))
+        if self.model_name is not None:
+            _check_name("a model name", self.model_name)

@@ -17,9 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from attrstream.engine.config import DataSpec
 from attrstream.engine.errors import ConfigError, DataError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from attrstream.engine.vocabulary import IMAGENET_MEAN, IMAGENET_STD
 
 
 class FakeImages(Dataset):

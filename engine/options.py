@@ -88,3 +88,22 @@ def int_pair(value: str) -> tuple[int, int]:
         return int(h), int(w or h)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected HxW (e.g. 14x14), got {value!r}") from None
+
+
+def int_list(value: str) -> tuple[int, ...]:
+    """``"0:64"`` → ``(0, ..., 63)``, ``"3,5,7"`` → ``(3, 5, 7)``: the parse of index options (``--channels``)."""
+    try:
+        if ":" in value:
+            start, _, stop = value.partition(":")
+            return tuple(range(int(start), int(stop)))
+        return tuple(int(v) for v in csv(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START:STOP or I,J,K (e.g. 0:64 or 3,5,7), got {value!r}") from None
+
+
+def floats(value: str) -> tuple[float, ...]:
+    """``"0.5"`` → ``(0.5,)``, ``"0.485,0.456,0.406"`` → three floats."""
+    try:
+        return tuple(float(v) for v in csv(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {value!r}") from None

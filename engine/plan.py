@@ -75,6 +75,15 @@ def _warn_vectors(probed: dict[str, ProbedLayer], layer_methods: tuple[str, ...]
                       f"{'/'.join(maps)} do not apply there; storing their statistics only.", RuntimeWarning, stacklevel=3)
 
 
+def model_record(model: nn.Module, name: str | None) -> dict[str, Any]:
+    """The model as a store records it (and checks it when a later job adds to the store): name, weights hash, size."""
+    return {
+        "name": name or type(model).__name__,
+        "weights_sha256": weights_sha256(model),
+        "n_params": sum(p.numel() for p in model.parameters()),
+    }
+
+
 def describe_run(model: nn.Module, dataset: Dataset, cfg: SweepConfig, n: int, layers: list[str],
                  image_shape: tuple[int, ...]) -> dict[str, Any]:
     """The configuration recorded in (and fingerprinted with) the store.
@@ -85,11 +94,7 @@ def describe_run(model: nn.Module, dataset: Dataset, cfg: SweepConfig, n: int, l
     units in its ``writers`` list instead.
     """
     return {
-        "model": {
-            "name": cfg.model_name or type(model).__name__,
-            "weights_sha256": weights_sha256(model),
-            "n_params": sum(p.numel() for p in model.parameters()),
-        },
+        "model": model_record(model, cfg.model_name),
         "dataset": {"name": cfg.dataset_name or type(dataset).__name__, "n": n, "image_shape": list(image_shape)},
         "layers": layers,
         "target": target_name(cfg.target),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attrstream.engine.demo.localization import localization_table
-from attrstream.engine.demo.shapes import ShapesDataset
+from attrstream.engine.demo.shapes import MEAN, STD, ShapesDataset
 from attrstream.engine.demo.train import TrainConfig, TrainInfo, load_or_train
 from attrstream.engine.faithfulness.layout import (
     LOCALIZATION_KEY,
@@ -31,6 +31,7 @@ DEMO_LAYERS = ("block1", "block2", "block3")
 DEMO_SEED = 1  # the swept images: a held-out stream, disjoint from training and from the accuracy check
 DEMO_SAMPLES = 8  # SmoothGrad samples and Integrated Gradients steps: each costs one more forward+backward
 DEMO_STEPS = 8  # deletion/insertion steps: (2·S - 2) forwards per example and map; 8 keep the demo quick
+DEMO_FEATURE_STEPS = 64  # activation maximization of the last block's channels: a quarter of the default
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,11 @@ def _finished(store: Path, report: Path) -> bool:
     from attrstream.engine.store import open_run
 
     try:
-        return open_run(store).complete and report.is_file()
+        run = open_run(store)
+        if not (run.complete and report.is_file() and DEMO_LAYERS[-1] in run.feature_layers):
+            return False
+        features = run.features(DEMO_LAYERS[-1])
+        return len(features["channel"]) == len(features["settings"]["channels"])
     except StoreError:
         return False
 
@@ -88,6 +93,7 @@ def run_demo(out: str | Path = "demo_out", *, n: int = 256, progress: bool = Tru
     again, so a second run takes seconds.
     """
     from attrstream.engine.faithfulness.run import evaluate
+    from attrstream.engine.features.run import visualize_features
     from attrstream.engine.pipeline import sweep
     from attrstream.engine.render import render_report
     from attrstream.engine.store.job import annotate_job
@@ -103,6 +109,9 @@ def run_demo(out: str | Path = "demo_out", *, n: int = 256, progress: bool = Tru
                 model_name="shapesnet", dataset_name="shapes",
                 extra={"class_names": list(ShapesDataset.classes), "train_accuracy": info.accuracy})
     means = evaluate(run, model, dataset, steps=DEMO_STEPS, batch_size=batch_size, progress=progress)
+    features = visualize_features(model, store, DEMO_LAYERS[-1], steps=DEMO_FEATURE_STEPS, size=dataset.image_size,
+                                  mean=(MEAN,), std=(STD,), progress=progress, overwrite=overwrite,
+                                  model_name="shapesnet").features(DEMO_LAYERS[-1])
     rows = localization_of(run)
     (out / "localization.json").write_text(json.dumps(rows, indent=2))
     annotate_job(store, METRICS_GROUP, {LOCALIZATION_KEY: rows})  # the report's localization table
@@ -114,6 +123,7 @@ def run_demo(out: str | Path = "demo_out", *, n: int = 256, progress: bool = Tru
         f"({'trained in' if info.trained_now else 'cached; trained in'} {info.train_seconds:.1f} s: {info.cache_path})\n"
         f"store      {store}  ({run.n} held-out images, methods: {', '.join(run.methods)}; "
         f"layers: {', '.join(run.layers)})\n"
+        f"features   {len(features['channel'])} optimized inputs of {DEMO_LAYERS[-1]} (features/{DEMO_LAYERS[-1]})\n"
         f"report     {report}\n"
         f"localization of the maps against the object masks (pointing game, energy inside the mask), and their\n"
         f"deletion/insertion AUCs ({DEMO_STEPS} steps; a faithful map has a lower deletion and a higher insertion\n"

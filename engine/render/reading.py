@@ -22,7 +22,7 @@ from attrstream.engine.faithfulness.layout import (
     curve_path,
 )
 from attrstream.engine.render.outputs import topk_probs
-from attrstream.engine.render.topk import ChannelTopK, channel_topk
+from attrstream.engine.render.topk import ChannelTopK
 from attrstream.engine.store import Run
 from attrstream.engine.store.meta import read_done
 from attrstream.engine.store.verify import read_checked
@@ -122,9 +122,51 @@ def top_classes(run: Run, ids: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.n
 
 def layer_topk(run: Run, layer: str, done: np.ndarray, k: int) -> ChannelTopK:
     """Running top-``k`` examples of every channel of ``layer`` by per-example channel mean."""
-    mean = run.stat_names(layer).index("mean")
-    blocks = ((rows.start + keep, run.layer_stats(layer, rows)[keep, :, mean]) for rows, keep in done_blocks(run, done))
-    return channel_topk(blocks, k)
+    return layer_topks(run, layer, done, k, ("mean",))["mean"]
+
+
+def layer_topks(run: Run, layer: str, done: np.ndarray, k: int, stats: Sequence[str]) -> dict[str, ChannelTopK]:
+    """Running top-``k`` examples of every channel of ``layer`` by each statistic of ``stats``, in one read."""
+    names = run.stat_names(layer)
+    tops = {stat: ChannelTopK(k) for stat in stats}
+    for rows, keep in done_blocks(run, done):
+        block = run.layer_stats(layer, rows)[keep]
+        for stat, top in tops.items():
+            top.update(rows.start + keep, block[:, :, names.index(stat)])
+    return tops
+
+
+def atlas_channels(run: Run, layer: str, done: np.ndarray, channels: int,
+                   k: int) -> tuple[str, np.ndarray, np.ndarray, dict[str, ChannelTopK]]:
+    """The ``channels`` channels of an atlas and what ranked them, in one read of the layer's statistics.
+
+    Ranked by mean ``relevance`` over ``done`` (activation × gradient of the target: what the decision
+    used) where the store's ``stat`` coordinate has it, else by mean activation. Returns the ranking
+    statistic, the channels (best first), every channel's mean of it, and the top-``k`` examples of every
+    channel by activation (``"mean"``) and by the ranking statistic.
+    """
+    ranking = "relevance" if "relevance" in run.stat_names(layer) else "mean"
+    tops = layer_topks(run, layer, done, k, list(dict.fromkeys(("mean", ranking))))
+    means = tops[ranking].mean()
+    order = np.argsort(-np.nan_to_num(means, nan=-np.inf), kind="stable")[:channels]
+    return ranking, order, means, tops
+
+
+def optimized_inputs(run: Run, layer: str, channels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(images [r, S, S, 3], activations [r])`` of the optimized inputs of ``channels`` (NaN activation and a
+    blank image where a channel has none); ``None`` when the store has no features of ``layer``."""
+    if layer not in run.feature_layers:
+        return None
+    features = run.features(layer)
+    size = features["settings"]["size"]
+    images = np.zeros((len(channels), size, size, 3), np.uint8)
+    values = np.full(len(channels), np.nan, np.float32)
+    position = {int(c): i for i, c in enumerate(features["channel"])}
+    for r, channel in enumerate(channels):
+        if int(channel) in position:
+            images[r] = features["image"][position[int(channel)]]
+            values[r] = features["activation"][position[int(channel)]]
+    return images, values
 
 
 def dataset_stats(run: Run, layer: str) -> np.ndarray | None:

@@ -19,8 +19,8 @@ from attrstream.engine.errors import ConfigError
 from attrstream.engine.render import reading
 from attrstream.engine.render._canvas import class_name, save
 from attrstream.engine.render.activations import activation_figure
+from attrstream.engine.render.atlas import ExampleBlock, channel_atlas, optimized_grid
 from attrstream.engine.render.faithfulness import faithfulness_section
-from attrstream.engine.render.features import top_examples_grid
 from attrstream.engine.render.gradients import attribution_grid
 from attrstream.engine.render.html import Section, write_index
 from attrstream.engine.render.inputs import thumbnail_grid
@@ -31,10 +31,12 @@ from attrstream.engine.render.outputs import (
     confusion_matrix,
     top_classes,
 )
+from attrstream.engine.render.topk import ChannelTopK
 from attrstream.engine.store import Run, open_run
 
-FEATURE_CHANNELS = 6  # most active channels shown per layer
-FEATURE_TOPK = 8  # examples shown per channel
+FEATURE_CHANNELS = 6  # channels of a layer's atlas: the most relevant (or most active) on the data set
+FEATURE_TOPK = 4  # examples shown per channel and ranking
+RANKINGS = {"relevance": "relevance", "mean": "activation"}  # what ranks the atlas's channels, as the figure says it
 TOP_CLASSES = 3
 _LIST_SHOWN = 12  # longer lists in the metadata table are shortened
 # Config keys shown under another name (the demo records its model's accuracy on a held-out split),
@@ -145,22 +147,52 @@ def _activations_section(rep: _Report, layers: Sequence[str]) -> Section:
     return Section("Activations", figures)
 
 
-def _features_section(rep: _Report, layers: Sequence[str]) -> Section:
+def _top_block(rep: _Report, title: str, top: ChannelTopK, channels: np.ndarray) -> ExampleBlock:
+    values, ids = top.result()
+    values, ids = values[channels], ids[channels]
+    unique = np.unique(ids)
+    at = np.searchsorted(unique, ids)
+    return ExampleBlock(title, rep.run.inputs(unique)["thumbnail"][at], values, rep.dataset_index(unique)[at])
+
+
+def _atlas(rep: _Report, layer: str) -> tuple[str, str]:
+    """The atlas figure of ``layer``: its most relevant channels (or most active, without relevance)."""
     run = rep.run
-    figures = []
-    for layer in layers:
-        top = reading.layer_topk(run, layer, rep.done, FEATURE_TOPK)
-        values, ids = top.result()
-        channels = np.argsort(-np.nan_to_num(top.mean(), nan=-np.inf), kind="stable")[:FEATURE_CHANNELS]
-        values, ids = values[channels], ids[channels]
-        unique = np.unique(ids)
-        thumbs = run.inputs(unique)["thumbnail"][np.searchsorted(unique, ids)]
-        fig = top_examples_grid(thumbs, values, rep.dataset_index(unique)[np.searchsorted(unique, ids)], channels,
-                                layer=layer)
-        figures.append((rep.save(fig, f"features_{layer}"),
-                        f"{layer}: the {FEATURE_CHANNELS} channels of highest mean activation and the examples that "
-                        "activate each most (title: #dataset index: channel mean)."))
+    ranking, channels, means, tops = reading.atlas_channels(run, layer, rep.done, FEATURE_CHANNELS, FEATURE_TOPK)
+    blocks = [_top_block(rep, "top examples by activation (channel mean)", tops["mean"], channels)]
+    if ranking == "relevance":
+        blocks.append(_top_block(rep, "top examples by relevance (activation × gradient)", tops["relevance"], channels))
+    optimized = reading.optimized_inputs(run, layer, channels)
+    label = RANKINGS[ranking]
+    why = ("relevance: activation × gradient of the target score" if ranking == "relevance"
+           else "this store has no relevance statistic")
+    fig = channel_atlas(channels, [f"channel {c}\nmean {label}\n{means[c]:.3g}" for c in channels], blocks,
+                        optimized=None if optimized is None else optimized[0],
+                        optimized_values=None if optimized is None else optimized[1],
+                        title=f"Channel atlas of {layer}: the {len(channels)} channels of highest mean {label} over "
+                              f"the data set\n({why})")
+    caption = (f"{layer}: per row, one of the {len(channels)} channels of highest mean {label} over the finished "
+               f"examples ({why})"
+               + (": the input optimized to excite it (its activation)," if optimized is not None else ":")
+               + f" its top {FEATURE_TOPK} examples by activation"
+               + (" and by relevance" if ranking == "relevance" else "") + " (#dataset index: value).")
+    return rep.save(fig, f"features_{layer}"), caption
+
+
+def _features_section(rep: _Report, layers: Sequence[str]) -> Section:
+    figures = [_atlas(rep, layer) for layer in layers]
+    figures += [_optimized(rep, layer) for layer in rep.run.feature_layers]
     return Section("Features", figures)
+
+
+def _optimized(rep: _Report, layer: str) -> tuple[str, str]:
+    features = rep.run.features(layer)
+    settings = features["settings"]
+    fig = optimized_grid(features["image"], features["channel"], features["activation"],
+                         title=f"Optimized inputs of {layer} ({settings['steps']} steps, {settings['size']} px)")
+    return (rep.save(fig, f"optimized_{layer}"),
+            f"{layer}: the input optimized to excite each channel (activation maximization, `attrstream features`), "
+            "titled by channel and the mean activation it reaches.")
 
 
 def _localization_section(run: Run) -> Section | None:
@@ -239,6 +271,11 @@ def render_report(
     ``outlier_perc``; one scale per map kind instead of one per example).
     """
     run = run_or_path if isinstance(run_or_path, Run) else open_run(run_or_path)
+    if run.n == 0 and run.feature_layers:  # feature visualizations written into a new store: no examples
+        rep = _Report(run, report_dir(out_dir), np.empty(0, np.int64), np.empty(0, np.int64), None)
+        section = Section("Features", [_optimized(rep, layer) for layer in run.feature_layers])
+        return write_index(rep.out / "index.html", f"attrstream report: {run.path.name}", _metadata(run, rep.done),
+                           [section])
     check_outlier_perc(outlier_perc)
     layers = reading.pick_names("layers", layers, run.layers)
     methods = reading.pick_names("methods", methods, run.methods)

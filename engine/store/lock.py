@@ -85,12 +85,15 @@ def describe_holder(holder: dict[str, Any]) -> str:
 class WriterLock:
     """The lock file ``<root>/<name>.lock``, held from :meth:`acquire` to :meth:`release`.
 
+    A job's lock is named by its group, which may be a path (``features/layer4``): the file stays at
+    the root, where every writer looks for live locks (``features+layer4.lock``).
+
     ``break_lock`` takes over a lock held by another process (another host's, which cannot be
     checked, or a reused pid here), with a warning naming the holder; never one of this process.
     """
 
     def __init__(self, root: Path, name: str, *, break_lock: bool = False) -> None:
-        self.path = root / f"{name}{LOCK_SUFFIX}"
+        self.path = root / f"{name.replace('/', '+')}{LOCK_SUFFIX}"
         self.break_lock = break_lock
         self.held = False
 

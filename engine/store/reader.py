@@ -14,6 +14,7 @@ import numpy as np
 import zarr
 
 from attrstream.engine.errors import StoreError, close_matches
+from attrstream.engine.store.features import feature_layers, read_features
 from attrstream.engine.store.layout import example_arrays
 from attrstream.engine.store.location import StoreLocation, locate, open_group
 from attrstream.engine.store.meta import REPAIR_HINT, decode_failure, read_done, read_ready_meta
@@ -169,6 +170,16 @@ class Run:
     def inputs(self, examples: Examples = slice(None)) -> dict[str, np.ndarray]:
         """``inputs/*`` rows: index, label, thumbnail, skipped and mask when present."""
         return self._subgroup("inputs", examples)
+
+    @property
+    def feature_layers(self) -> list[str]:
+        """Layers with feature visualizations (``attrstream features``) in this store."""
+        return feature_layers(self.path)
+
+    def features(self, layer: str) -> dict[str, Any]:
+        """The optimized inputs of ``layer``'s channels done so far: ``channel``, ``input``, ``image``,
+        ``activation``, ``curve`` and the job's ``settings`` (see :mod:`~attrstream.engine.store.features`)."""
+        return read_features(self.path, layer)
 
     def to_xarray(self, group: str, *, lazy: bool | None = None) -> xarray.Dataset:
         """``group`` as an ``xarray.Dataset`` with maps decoded (stored × scale) and per-example coordinates.

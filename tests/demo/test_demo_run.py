@@ -33,6 +33,7 @@ def test_demo_writes_store_report_localization_and_faithfulness(tmp_path, defaul
     assert run.complete and run.n == 96
     assert set(run.methods) == {"grad_x_input", "saliency", "smoothgrad", "integrated_gradients"}
     assert run.inputs()["mask"].shape == (96, 64, 64)
+    assert run.feature_layers == ["block3"] and run.features("block3")["channel"].tolist() == list(range(32))
 
     rows = {row["method"]: row for row in json.loads((out / "localization.json").read_text())}
     assert rows["grad_x_input"]["pointing"] >= 0.85
@@ -53,6 +54,7 @@ def test_demo_writes_store_report_localization_and_faithfulness(tmp_path, defaul
     assert pngs and all((out / "report" / p).is_file() for p in pngs)
     assert '<h2 id="faithfulness">' in index and '<h2 id="localization">' in index
     assert "faithfulness_deletion.png" in pngs and "faithfulness_insertion.png" in pngs
+    assert {"features_block3.png", "optimized_block3.png"} <= set(pngs)  # the atlas, with optimized inputs
 
     again = demo(out, info.cache_path.parent)  # the finished store is resumed, not recomputed
     assert again.returncode == 0, again.stderr

@@ -162,3 +162,17 @@ class ViewHead(TinyCNN):
 def view_cnn(num_classes: int = 5) -> nn.Module:
     torch.manual_seed(0)
     return ViewHead(num_classes)
+class FixedInputCNN(TinyCNN):
+    """A flattening head sized for 32×32 inputs: any other input size fails past ``stage2`` (size checks)."""
+
+    def __init__(self, num_classes: int = 5):
+        super().__init__(num_classes)
+        self.head = nn.Linear(16 * 16 * 16, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stage2(self.stage1(x)).flatten(1))
+
+
+def fixed_input_cnn(num_classes: int = 5) -> nn.Module:
+    torch.manual_seed(0)
+    return FixedInputCNN(num_classes)
