@@ -10,7 +10,7 @@ import zarr
 from attrstream.engine.render import reading, render_report
 from attrstream.engine.store import open_run
 from attrstream.engine.store.finalize import consolidate
-from attrstream.engine.store.layout import ArraySpec, create_array
+from attrstream.engine.store.layout import ArraySpec, array_options, create_arrays
 from attrstream.engine.store.location import locate
 
 from .conftest import write_store
@@ -27,9 +27,10 @@ def with_relevance(path: Path, layer: str, relevance: np.ndarray) -> None:
     group = zarr.open_group(path, mode="r+", use_consolidated=False)
     for name in ("stats", "stat", "dataset_stats"):  # the pooled columns would no longer match the names
         del group[f"layers/{layer}/{name}"]
-    create_array(group, run.spec, ArraySpec(f"layers/{layer}/stats", "float32", stats.shape, ("example", "channel", "stat")))
+    arrays = (ArraySpec(f"layers/{layer}/stats", "float32", stats.shape, ("example", "channel", "stat")),
+              ArraySpec(f"layers/{layer}/stat", "str", (len(names),), ("stat",), per_example=False))
+    create_arrays(group, {arr.path: array_options(run.spec, arr) for arr in arrays})
     group[f"layers/{layer}/stats"][:] = stats
-    create_array(group, run.spec, ArraySpec(f"layers/{layer}/stat", "str", (len(names),), ("stat",), per_example=False))
     group[f"layers/{layer}/stat"][:] = np.array(names)
     consolidate(locate(path))
 
