@@ -43,3 +43,22 @@ def test_bench_sweep_writes_every_contender(tmp_path: Path) -> None:
     assert any(line.startswith("attrstream / bare = ") for line in table)
     rows = [line.split() for line in table if line.split()[:1] and line.split()[0] in by_name and "=" not in line]
     assert sorted(row[0] for row in rows) == sorted(by_name)
+
+
+def test_bench_features_measures_every_contender(tmp_path: Path) -> None:
+    results = tmp_path / "features.json"
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path}  # the children import tests.engine.models
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_features.py"), "--model", "tests.engine.models:tiny_cnn",
+         "--layer", "stage2", "--channels", "2", "--steps", "1", "--size", "16", "--batch-size", "2",
+         "--repeats", "1", "--threads", "1", "--json", str(results)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = {r["contender"]: r for r in map(json.loads, results.read_text().splitlines())}
+    assert {"bare", "batched", "one_at_a_time"} <= set(records)  # lucent only where torch-lucent is installed
+    for r in records.values():
+        assert r["benchmark"] == "features" and r["config"]["channels"] == 2 and r["versions"]["torch"]
+        assert r["channel_steps_s"] > 0 and abs(r["channel_steps_s"] - 2 / r["wall_s"]) < 1e-6 * r["channel_steps_s"]
+    assert records["bare"]["ratio_to_bare"] == 1.0 and records["batched"]["batched_speedup"] == 1.0
