@@ -2,7 +2,8 @@
 
 Prepare (resolve the layer, probe its layout and channel count at the image size, check the
 channels, open the store's features group) → optimize the channels still to do, ``batch_size`` at
-a time, each batch appended to the writer as its rows finish → record a summary and consolidate.
+a time, each batch appended to the writer as its rows finish → mark the job completed and
+consolidate the store's metadata.
 """
 
 from __future__ import annotations
