@@ -13,7 +13,7 @@ fresh subprocess, after a warm-up of one step, in interleaved rounds (medians):
     python benchmarks/bench_features.py [--model resnet18] [--layer layer3] [--channels 16] [--steps 8]
                                         [--size 64] [--batch-size 16] [--repeats 3] [--device cpu] [--threads 1]
 
-Prints a table and appends JSON lines to benchmarks/results/features.json.
+Prints a table and writes benchmarks/results/features.json.
 """
 
 from __future__ import annotations
@@ -24,9 +24,17 @@ import json
 import time
 from typing import Any
 
-from _common import RESULTS_DIR, append_jsonl, environment, interleaved, median, peak_rss_mb, run_child
+from _common import (
+    Column,
+    add_output_args,
+    environment,
+    interleaved,
+    median,
+    peak_rss_mb,
+    run_child,
+    write_table,
+)
 
-RESULTS = RESULTS_DIR / "features.json"
 CONTENDERS = ("bare", "batched", "one_at_a_time", "lucent")
 
 
@@ -131,17 +139,18 @@ def compare(args: argparse.Namespace) -> None:
     speed = {c: median(runs[c], "channel_steps_s") for c in contenders}
     config = {k: getattr(args, k) for k in ("model", "layer", "channels", "steps", "size", "batch_size", "repeats",
                                             "threads")}
-    print(f"{'contender':14} {'ch·steps/s':>10} {'wall s':>7} {'vs bare':>7} {'batched ×':>9} {'peak RSS MB':>11}")
-    records = []
-    for c in contenders:
-        rec = {"benchmark": "features", **env, "config": config, "contender": c, "channel_steps_s": speed[c],
-               "wall_s": median(runs[c], "wall_s"), "ratio_to_bare": speed[c] / speed["bare"],
-               "batched_speedup": speed["batched"] / speed[c], "peak_rss_mb": median(runs[c], "peak_rss_mb"),
-               "runs": runs[c]}
-        records.append(rec)
-        print(f"{c:14} {speed[c]:10.2f} {rec['wall_s']:7.2f} {rec['ratio_to_bare']:7.2f} "
-              f"{rec['batched_speedup']:9.2f} {rec['peak_rss_mb']:11.0f}")
-    append_jsonl(args.json, records)
+    rows = [{"contender": c, "channel_steps_s": speed[c], "wall_s": median(runs[c], "wall_s"),
+             "ratio_to_bare": speed[c] / speed["bare"], "batched_speedup": speed["batched"] / speed[c],
+             "peak_rss_mb": median(runs[c], "peak_rss_mb")} for c in contenders]
+    write_table("features", rows, columns=COLUMNS, config=config, machine=env, results_dir=args.results_dir,
+                note=args.note, runs=[{"contender": c, **r} for c in contenders for r in runs[c]])
+
+
+COLUMNS = (
+    Column("contender", "contender"), Column("channel_steps_s", "ch·steps/s", ".2f"), Column("wall_s", "wall s", ".2f"),
+    Column("ratio_to_bare", "vs bare", ".2f"), Column("batched_speedup", "batched ×", ".2f"),
+    Column("peak_rss_mb", "peak RSS MB", ".0f"),
+)
 
 
 def main() -> None:
@@ -155,7 +164,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the table shows medians")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads per contender (0: torch's default)")
-    parser.add_argument("--json", default=RESULTS, help="JSON lines to append to")
+    add_output_args(parser)
     parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -193,3 +193,17 @@ def test_bench_metrics_runs_every_contender_on_the_same_curves(tmp_path: Path) -
     assert record["config"]["steps"] == 4
     assert by_name["attrstream"]["attrstream_speedup"] == 1.0
     assert any(line.startswith("attrstream / loop = ") for line in stdout.splitlines())
+
+
+def test_bench_features_measures_every_contender(tmp_path: Path) -> None:
+    _, results = run_script(tmp_path, "bench_features.py", "--model", "tests.engine.models:tiny_cnn",
+                                 "--layer", "stage2", "--channels", "2", "--steps", "1", "--size", "16",
+                                 "--batch-size", "2", "--repeats", "1", "--threads", "1")
+    record = read_table(results, "features", {"contender", "channel_steps_s", "wall_s", "ratio_to_bare",
+                                              "batched_speedup", "peak_rss_mb"})
+    rows = {r["contender"]: r for r in record["rows"]}
+    assert {"bare", "batched", "one_at_a_time"} <= set(rows)  # lucent only where torch-lucent is installed
+    assert record["config"]["channels"] == 2
+    for run in record["runs"]:
+        assert run["channel_steps_s"] > 0 and abs(run["channel_steps_s"] - 2 / run["wall_s"]) < 1e-6 * run["channel_steps_s"]
+    assert rows["bare"]["ratio_to_bare"] == 1.0 and rows["batched"]["batched_speedup"] == 1.0
