@@ -11,16 +11,17 @@ the same N images on the same model and device; one setup function serves all:
 - ``loop``: the RISE reference's structure on the same device: per image, a stable argsort, then
   S+1 forwards of batch 1, zeroing the next ⌊P/S⌋ pixels between them (S+1 points);
 - ``quantus``: ``quantus.PixelFlipping`` configured as close as it allows: baseline 0.0, no
-  normalisation, no abs, softmax, ``batch_size`` images per forward, the map given as
-  ``[N, 1, H, W]`` (broadcast over channels). What differs: its features are channel-pixels and
-  ``features_in_step`` must divide H·W, so it takes C·S steps of P/S channel-pixels each (a map's C
-  copies of a pixel tie and sort together: every C-th of its points is our step k, compared in
-  ``mean curve Δ``); no unperturbed point (step 0); numpy's unstable argsort (ties ordered
-  otherwise); perturbation and bookkeeping in numpy on the CPU with a host copy of every batch,
-  and a per-image "no change" check it always runs.
+  normalisation, no abs, softmax, ``batch_size`` images per forward, S steps of P/S whole pixels.
+  Its features are channel-pixels and ``features_in_step`` must divide the product of the input's
+  shape after the channel axis, so the images are handed over as ``[N, 1, C, H·W]`` (the model
+  wrapped to reshape them back) with the map repeated over C: ``features_in_step = C·P/S`` then
+  takes whole pixels (a pixel's C copies tie and sort together). What differs: no unperturbed point
+  (S points, step 0 missing); numpy's unstable argsort (ties between pixels ordered otherwise);
+  perturbation and bookkeeping in numpy on the CPU with a host copy of every batch, and a
+  per-image "no change" check it always runs.
 
 The figure of merit is images·steps per second: curve points, one forward of one image each,
-computed per second (N·(S+1); N·C·S for Quantus). Each (contender, round) runs in a fresh subprocess after a warm-up on two
+computed per second (N·(S+1); N·S for Quantus). Each (contender, round) runs in a fresh subprocess after a warm-up on two
 images of its own work, in interleaved rounds; the table shows medians, and the speed-ups are
 medians of per-round ratios. ``mean curve Δ`` is the largest difference of a contender's mean curve
 from attrstream's (a check that everyone computed the same thing).
@@ -95,7 +96,7 @@ def setup(args: argparse.Namespace, n: int, seed: int = 0) -> Setup:
     return Setup(model, x, (grad * x).sum(1).detach(), target.detach(), args)
 
 
-# ---- contenders: each returns its [N, points] curves and their [N, S] or [N, S+1] values at steps k ----
+# ---- contenders: each returns its [N, S+1] (Quantus: [N, S], no step 0) deletion curves as numpy ----
 
 
 def run_attrstream(s: Setup, x, maps, target):
@@ -103,8 +104,7 @@ def run_attrstream(s: Setup, x, maps, target):
 
     ranks = [("map", map_ranks(maps, tuple(x.shape[-2:])))]
     curves = perturbation_curves(s.model, x, target, ranks, ("deletion",), s.args.steps, s.args.batch_size)
-    curves = curves["map"]["deletion"].cpu().numpy()
-    return curves, curves
+    return curves["map"]["deletion"].cpu().numpy()
 
 
 def run_loop(s: Setup, x, maps, target):
@@ -123,21 +123,38 @@ def run_loop(s: Setup, x, maps, target):
                 flat[:, order[deleted: k * pixels // steps]] = 0.0  # the next pixels of step k
                 deleted = k * pixels // steps
                 curves[i, k] = float(torch.softmax(s.model(image[None]), 1)[0, target[i]])
-    return curves, curves
+    return curves
+
+
+def pixels_as_features(model, shape: tuple[int, int, int]):
+    """``model`` taking Quantus's ``[N, 1, C, H·W]`` view of the images, reshaped back to ``[N, C, H, W]``."""
+    import torch
+
+    class PixelsAsFeatures(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.model(x.reshape(len(x), *shape))
+
+    return PixelsAsFeatures().eval()
 
 
 def run_quantus(s: Setup, x, maps, target):
     import numpy as np
     import quantus
 
-    channels, height, width = x.shape[1:]
-    metric = quantus.PixelFlipping(features_in_step=height * width // s.args.steps, perturb_baseline=0.0,
+    n, channels, height, width = x.shape
+    pixels = height * width
+    metric = quantus.PixelFlipping(features_in_step=channels * pixels // s.args.steps, perturb_baseline=0.0,
                                    normalise=False, abs=False, disable_warnings=True, display_progressbar=False)
-    scores = metric(model=s.model, x_batch=x.cpu().numpy(), y_batch=target.cpu().numpy(),
-                    a_batch=maps[:, None].cpu().numpy(), device=s.args.device, batch_size=s.args.batch_size,
-                    softmax=True, channel_first=True)
-    scores = np.asarray(scores, np.float32)
-    return scores, scores[:, channels - 1 :: channels]
+    features = np.repeat(maps.reshape(n, 1, 1, pixels).cpu().numpy(), channels, axis=2)
+    scores = metric(model=pixels_as_features(s.model, (channels, height, width)),
+                    x_batch=x.reshape(n, 1, channels, pixels).cpu().numpy(), y_batch=target.cpu().numpy(),
+                    a_batch=features, device=s.args.device, batch_size=s.args.batch_size, softmax=True,
+                    channel_first=True)
+    return np.asarray(scores, np.float32)
 
 
 RUNNERS: dict[str, Callable[..., Any]] = {"attrstream": run_attrstream, "loop": run_loop, "quantus": run_quantus}
@@ -150,12 +167,12 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     runner(s, s.x[:2], s.maps[:2], s.target[:2])
     s.sync()
     t0 = time.perf_counter()
-    curves, at_steps = runner(s, s.x, s.maps, s.target)
+    curves = runner(s, s.x, s.maps, s.target)
     s.sync()
     wall = time.perf_counter() - t0
     return {"contender": args.child, "n": args.num_examples, "points_per_curve": curves.shape[1], "wall_s": wall,
             "points_s": curves.size / wall, "img_s": args.num_examples / wall, "peak_rss_mb": peak_rss_mb(),
-            "mean_curve": at_steps.mean(0).tolist()}
+            "mean_curve": curves.mean(0).tolist()}
 
 
 def child_argv(args: argparse.Namespace, contender: str) -> list[str]:

@@ -186,7 +186,7 @@ def test_bench_metrics_runs_every_contender_on_the_same_curves(tmp_path: Path) -
     assert sorted(by_name) == sorted(contenders)
     assert by_name["attrstream"]["points_per_curve"] == by_name["loop"]["points_per_curve"] == 5
     if "quantus" in by_name:
-        assert by_name["quantus"]["points_per_curve"] == 3 * 4  # C·S steps of channel-pixels
+        assert by_name["quantus"]["points_per_curve"] == 4  # no unperturbed point
     for r in by_name.values():
         assert r["points_s"] > 0
         assert r["mean_curve_gap"] < 1e-4, r  # every contender computed the same deletion curve
