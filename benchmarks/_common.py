@@ -104,6 +104,25 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--note", default="", help="recorded in the JSON, e.g. 'machine loaded by other jobs'")
 
 
+def add_contest_args(parser: argparse.ArgumentParser, contenders: Sequence[str]) -> None:
+    """The options every interleaved contender benchmark shares: rounds, device, threads, output,
+    and the hidden ``--child`` that runs one contender in its own process."""
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the table shows medians")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads per contender (0: torch's default)")
+    add_output_args(parser)
+    parser.add_argument("--child", choices=contenders, help=argparse.SUPPRESS)
+
+
+def child_or_compare(args: argparse.Namespace, child: Callable[[argparse.Namespace], dict[str, Any]],
+                     compare: Callable[[argparse.Namespace], None]) -> None:
+    """In a ``--child`` process, print that contender's measurement as JSON; else run the comparison."""
+    if args.child:
+        print(json.dumps(child(args)))
+    else:
+        compare(args)
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident set size in MB (Linux reports ``ru_maxrss`` in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

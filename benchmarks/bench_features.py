@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import time
 from typing import Any
 
 from _common import (
     Column,
-    add_output_args,
+    add_contest_args,
+    child_or_compare,
     environment,
     interleaved,
     median,
@@ -161,16 +161,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16, help="channels per batch of the batched contender")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the table shows medians")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads per contender (0: torch's default)")
-    add_output_args(parser)
-    parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(args)))
-    else:
-        compare(args)
+    add_contest_args(parser, CONTENDERS)
+    child_or_compare(parser.parse_args(), child, compare)
 
 
 if __name__ == "__main__":

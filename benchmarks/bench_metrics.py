@@ -36,7 +36,6 @@ Prints a table and appends JSON lines to benchmarks/results/metrics.json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -45,7 +44,8 @@ from typing import Any
 
 from _common import (
     Column,
-    add_output_args,
+    add_contest_args,
+    child_or_compare,
     environment,
     interleaved,
     median,
@@ -232,18 +232,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="perturbed images per forward (loop: 1)")
     parser.add_argument("-n", "--num-examples", type=int, default=64)
     parser.add_argument("--steps", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the table shows medians")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--contenders", type=lambda v: v.split(","), default=list(CONTENDERS),
                         help="comma-separated (quantus needs the bench extra: pip install 'attrstream[bench]')")
-    add_output_args(parser)
-    parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(args)))
-    else:
-        compare(args)
+    add_contest_args(parser, CONTENDERS)
+    child_or_compare(parser.parse_args(), child, compare)
 
 
 if __name__ == "__main__":
