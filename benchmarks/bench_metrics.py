@@ -30,7 +30,7 @@ from attrstream's (a check that everyone computed the same thing).
     python benchmarks/bench_metrics.py --model resnet18 --num-classes 0 --image-size 224 -n 8 --batch-size 16
     python benchmarks/bench_metrics.py --device cuda --model resnet50 --num-classes 0 --image-size 224 -n 256
 
-Prints a table and appends JSON lines to benchmarks/results/metrics.json.
+Prints a table and writes it to benchmarks/results/metrics_<size>[_threads<T>].json (see _common.write_table).
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def _round_done(name: str, rep: int, r: dict[str, Any]) -> None:
 
 
 def compare(args: argparse.Namespace) -> None:
-    """The three-way comparison: interleaved rounds, medians, paired speed-ups, one JSON line per contender."""
+    """The three-way comparison: interleaved rounds, medians, paired speed-ups, one results table."""
     env = environment(args.device)
     print(f"# deletion curves: {args.model} {args.image_size}² N={args.num_examples} S={args.steps} batch "
           f"{args.batch_size} on {args.device}{f', {args.threads} threads' if args.threads else ''}; {args.repeats} "
@@ -210,7 +210,7 @@ def compare(args: argparse.Namespace) -> None:
                      "points_per_curve": runs[c][0]["points_per_curve"], "attrstream_speedup": speedup[c],
                      "mean_curve_gap": max(curve_gap(r, a) for r, a in zip(runs[c], runs["attrstream"], strict=True)),
                      "peak_rss_mb": median(runs[c], "peak_rss_mb")})
-    name = f"metrics_{args.image_size}"
+    name = f"metrics_{args.image_size}" + (f"_threads{args.threads}" if args.threads else "")
     write_table(name, rows, columns=COLUMNS, config=config, machine=env, results_dir=args.results_dir,
                 note=args.note, runs=[{"contender": c, **r} for c in contenders for r in runs[c]])
     ratios = ", ".join(f"attrstream / {c} = {speedup[c]:.2f}" for c in contenders[1:])

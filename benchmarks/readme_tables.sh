@@ -15,4 +15,8 @@ python $S --table multi-sample-memory --image-size 112 --batch-size 8 -n 8 --rep
 python $S --table memory-scaling "$@"
 python benchmarks/bench_store.py
 python benchmarks/bench_kernels.py
+M=benchmarks/bench_metrics.py
+R224=(--model resnet18 --num-classes 0 --image-size 224 -n 8 --batch-size 16)
+python $M; python $M --threads 1                 # deletion curves: demo CNN 64², torch's threads and one
+python $M "${R224[@]}"; python $M "${R224[@]}" --threads 1
 for f in benchmarks/results/*.json; do python benchmarks/to_markdown.py "$f"; done
