@@ -42,5 +42,5 @@ def test_help_describes_every_option_and_shows_its_default(command):
             continue
         assert action.help, f"{command} {action.option_strings or action.dest} has no help"
         if action.option_strings and action.nargs != 0 and action.default is not None:
-            shown = ",".join(action.default) if isinstance(action.default, tuple) else str(action.default)
+            shown = ",".join(map(str, action.default)) if isinstance(action.default, tuple) else str(action.default)
             assert f"(default: {shown})" in " ".join(text.split()), (command, action.dest)
