@@ -9,8 +9,8 @@ reads the data set's per-channel maximum from one pass over it.
     python benchmarks/check_features.py --model resnet18 --layer layer4 --channels 0:64 --size 64 --steps 128
 
 ``shapesnet`` is the demo's trained network with its held-out shapes; any other model gets seeded
-random weights and ``fake`` images (ImageNet normalization). Prints a table and appends a JSON line
-to benchmarks/results/features_check.json.
+random weights and ``fake`` images (ImageNet normalization). Prints a table and writes
+benchmarks/results/features_check_<model>_<layer>.json (``--results-dir``).
 """
 
 from __future__ import annotations
@@ -21,9 +21,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS_DIR, append_jsonl, environment
+from _common import Column, add_output_args, environment, write_table
 
-RESULTS = RESULTS_DIR / "features_check.json"
+COLUMNS = (
+    Column("model", "model"), Column("layer", "layer"), Column("channels", "channels", "d"), Column("size", "size", "d"),
+    Column("steps", "steps", "d"), Column("diagonal_dominance", "dominant", ".1%"),
+    Column("beats_top_example", "> top ex.", ".1%"), Column("median_activation", "median act", ".3g"),
+    Column("median_top_example", "median top", ".3g"), Column("seconds", "seconds", ".0f"),
+)
 
 
 def model_and_data(args: argparse.Namespace):
@@ -55,7 +60,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--examples", type=int, default=256, help="data set images searched for the top example")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    parser.add_argument("--json", default=RESULTS)
+    add_output_args(parser)
     args = parser.parse_args()
 
     import torch
@@ -66,6 +71,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    env = environment()
     model, mean, std, data = model_and_data(args)
     channels = int_list(args.channels) if args.channels else None
     with tempfile.TemporaryDirectory(prefix="check_features_") as tmp:
@@ -80,18 +86,15 @@ def main() -> None:
     dominant = diagonal_dominance(matrix)
     top = excitation(model, args.layer, layout, data.numpy(), optimized).max(axis=0)
     beats = np.diagonal(matrix) > top
-    record = {"benchmark": "features_check", **environment(), "config": vars(args) | {"json": str(args.json)},
-              "channels": len(optimized), "seconds": seconds, "diagonal_dominance": float(dominant.mean()),
-              "beats_top_example": float(beats.mean()), "not_dominant": optimized[~dominant].tolist(),
-              "not_above_top_example": optimized[~beats].tolist(),
-              "median_activation": float(np.median(np.diagonal(matrix))), "median_top_example": float(np.median(top))}
-    print(f"{'model':10} {'layer':8} {'channels':>8} {'size':>4} {'steps':>5} {'dominant':>8} {'> top ex.':>9} "
-          f"{'median act':>10} {'median top':>10} {'seconds':>7}")
-    print(f"{args.model:10} {args.layer:8} {len(optimized):8d} {args.size:4d} {args.steps:5d} "
-          f"{record['diagonal_dominance']:8.1%} {record['beats_top_example']:9.1%} "
-          f"{record['median_activation']:10.3g} {record['median_top_example']:10.3g} {seconds:7.0f}")
-    print(f"not dominant: {record['not_dominant']}; not above the top example: {record['not_above_top_example']}")
-    append_jsonl(Path(args.json), [record])
+    row = {"model": args.model, "layer": args.layer, "channels": len(optimized), "size": args.size, "steps": args.steps,
+           "diagonal_dominance": float(dominant.mean()), "beats_top_example": float(beats.mean()),
+           "median_activation": float(np.median(np.diagonal(matrix))), "median_top_example": float(np.median(top)),
+           "seconds": seconds, "not_dominant": optimized[~dominant].tolist(),
+           "not_above_top_example": optimized[~beats].tolist()}
+    config = {k: v for k, v in vars(args).items() if k not in ("results_dir", "note")}
+    write_table(f"features_check_{args.model}_{args.layer}", [row], columns=COLUMNS, config=config, machine=env,
+                results_dir=args.results_dir, note=args.note)
+    print(f"not dominant: {row['not_dominant']}; not above the top example: {row['not_above_top_example']}")
 
 
 if __name__ == "__main__":

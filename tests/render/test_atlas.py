@@ -16,14 +16,9 @@ from attrstream.engine.store.location import locate
 from .conftest import write_store
 
 
-def with_relevance(path: Path, layer: str, relevance: np.ndarray) -> None:
-    """Give ``layers/<layer>/stats`` a ``relevance`` column (as a sweep with that statistic stores it)."""
+def rewrite_stats(path: Path, layer: str, names: list[str], stats: np.ndarray) -> None:
+    """Store ``stats [n, C, len(names)]`` as ``layers/<layer>/stats`` with ``names`` as its ``stat`` coordinate."""
     run = open_run(path)
-    names, stats = list(run.stat_names(layer)), run.layer_stats(layer)
-    if "relevance" not in names:
-        names.append("relevance")
-        stats = np.concatenate([stats, np.zeros_like(stats[..., :1])], axis=-1)
-    stats[..., names.index("relevance")] = relevance
     group = zarr.open_group(path, mode="r+", use_consolidated=False)
     for name in ("stats", "stat", "dataset_stats"):  # the pooled columns would no longer match the names
         del group[f"layers/{layer}/{name}"]
@@ -33,6 +28,25 @@ def with_relevance(path: Path, layer: str, relevance: np.ndarray) -> None:
     group[f"layers/{layer}/stats"][:] = stats
     group[f"layers/{layer}/stat"][:] = np.array(names)
     consolidate(locate(path))
+
+
+def with_relevance(path: Path, layer: str, relevance: np.ndarray) -> None:
+    """Set (or add) the ``relevance`` column of ``layers/<layer>/stats``."""
+    run = open_run(path)
+    names, stats = list(run.stat_names(layer)), run.layer_stats(layer)
+    if "relevance" not in names:
+        names.append("relevance")
+        stats = np.concatenate([stats, np.zeros_like(stats[..., :1])], axis=-1)
+    stats[..., names.index("relevance")] = relevance
+    rewrite_stats(path, layer, names, stats)
+
+
+def without_relevance(path: Path, layer: str) -> None:
+    """Drop the ``relevance`` column, as in a store written before that statistic existed."""
+    run = open_run(path)
+    names, stats = list(run.stat_names(layer)), run.layer_stats(layer)
+    keep = [i for i, name in enumerate(names) if name != "relevance"]
+    rewrite_stats(path, layer, [names[i] for i in keep], stats[..., keep])
 
 
 def test_the_atlas_ranks_channels_by_relevance_and_draws_both_rankings(tmp_path):
@@ -52,8 +66,11 @@ def test_the_atlas_ranks_channels_by_relevance_and_draws_both_rankings(tmp_path)
     assert (tmp_path / "report" / "features_layer1.png").stat().st_size > 10_000
 
 
-def test_without_relevance_the_atlas_ranks_by_activation_and_says_so(store, tmp_path):
+def test_without_relevance_the_atlas_ranks_by_activation_and_says_so(tmp_path):
+    store = write_store(tmp_path / "run.zarr", seed=0)
+    without_relevance(store, "layer1")
     run = open_run(store)
+    assert "relevance" not in run.stat_names("layer1")
     ranking, channels, _, _ = reading.atlas_channels(run, "layer1", reading.done_examples(run), 6, 4)
     assert ranking == "mean"
     np.testing.assert_array_equal(channels, np.argsort(-run.layer_stats("layer1")[:, :, 0].mean(0), kind="stable")[:6])
