@@ -16,6 +16,7 @@ benchmarks/results/features_check_<model>_<layer>.json (``--results-dir``).
 from __future__ import annotations
 
 import argparse
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -92,7 +93,8 @@ def main() -> None:
            "seconds": seconds, "not_dominant": optimized[~dominant].tolist(),
            "not_above_top_example": optimized[~beats].tolist()}
     config = {k: v for k, v in vars(args).items() if k not in ("results_dir", "note")}
-    write_table(f"features_check_{args.model}_{args.layer}", [row], columns=COLUMNS, config=config, machine=env,
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"features_check_{args.model}_{args.layer}")
+    write_table(name, [row], columns=COLUMNS, config=config, machine=env,
                 results_dir=args.results_dir, note=args.note)
     print(f"not dominant: {row['not_dominant']}; not above the top example: {row['not_above_top_example']}")
 

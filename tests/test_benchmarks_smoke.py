@@ -207,3 +207,15 @@ def test_bench_features_measures_every_contender(tmp_path: Path) -> None:
     for run in record["runs"]:
         assert run["channel_steps_s"] > 0 and abs(run["channel_steps_s"] - 2 / run["wall_s"]) < 1e-6 * run["channel_steps_s"]
     assert rows["bare"]["ratio_to_bare"] == 1.0 and rows["batched"]["batched_speedup"] == 1.0
+
+
+def test_check_features_reports_both_fractions(tmp_path: Path) -> None:
+    stdout, results = run_script(tmp_path, "check_features.py", "--model", "tests.engine.models:tiny_cnn", "--layer",
+                                 "stage2", "--channels", "0:4", "--size", "16", "--steps", "2", "--examples", "8",
+                                 "--threads", "1")
+    record = read_table(results, "features_check_tests.engine.models_tiny_cnn_stage2", {
+        "model", "layer", "channels", "size", "steps", "diagonal_dominance", "beats_top_example", "median_activation",
+        "median_top_example", "seconds"})
+    (row,) = record["rows"]
+    assert row["channels"] == 4 and 0 <= row["diagonal_dominance"] <= 1 and 0 <= row["beats_top_example"] <= 1
+    assert len(row["not_dominant"]) == round(4 * (1 - row["diagonal_dominance"])) and "not dominant:" in stdout
