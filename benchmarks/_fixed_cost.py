@@ -47,7 +47,7 @@ PHASES = (
     Phase("StoreWriter.close (last-unit flush)", "attrstream.engine.store.writer:StoreWriter.close", "_run"),
     Phase("_finish", "attrstream.engine.pipeline:_finish"),
     Phase(FINALIZE, "attrstream.engine.pipeline:finalize_store", "_finish"),
-    Phase("consolidate_metadata", "zarr:consolidate_metadata", FINALIZE),
+    Phase("consolidate (metadata)", "attrstream.engine.store.finalize:consolidate", FINALIZE),
     Phase("open_run", "attrstream.engine.pipeline:open_run", "_finish"),
 )
 

@@ -116,7 +116,7 @@ def test_sweep_fixed_cost(tmp_path: Path) -> None:
     for measured in ("sweep", "_prepare", "probe_model (shape probe)", "weights_sha256 (weights hash)",
                      "open_writer (store creation, lock)", "extract_batch (batch compute)", "thumbnails",
                      "IndexedItems.__getitem__ (data loading)", "StoreWriter.append (rows into the unit buffer)",
-                     "StoreWriter.close (last-unit flush)", "consolidate_metadata", "open_run"):
+                     "StoreWriter.close (last-unit flush)", "consolidate (metadata)", "open_run"):
         assert phases[measured] > 0, measured
     assert phases["_prepare"] + phases["_run"] + phases["_finish"] <= phases["sweep"]
     assert record["rows"][0]["share"] == 1.0 and "sweep" in stdout

@@ -64,7 +64,7 @@ def describe_store(path: str | os.PathLike | StoreLocation) -> str:
 
 def _missing_line(run: Run) -> list[str]:
     """A ``damaged`` line when objects of done units are missing (a listing; ``verify`` reads them all)."""
-    missing = missing_objects(run.path, run.group, run.spec, np.flatnonzero(run.units_done))
+    missing = missing_objects(run.path, run.spec, np.flatnonzero(run.units_done))
     if not missing:
         return []
     return [f"damaged   objects missing in {describe_damage(missing)}; {REPAIR_HINT.format(store=run.path)}"]

@@ -23,7 +23,7 @@ import zarr
 
 from attrstream.engine.errors import FingerprintMismatchError, disk_full_as_error
 from attrstream.engine.store.finalize import consolidate
-from attrstream.engine.store.layout import ArraySpec, array_options, create_arrays
+from attrstream.engine.store.layout import ArraySpec, array_metadata, create_arrays
 from attrstream.engine.store.location import StoreLocation, locate, open_group
 from attrstream.engine.store.prepare import clean_if_alone, done_units
 from attrstream.engine.store.spec import RunSpec, dict_differences
@@ -52,18 +52,18 @@ class JobLayout:
         return dict(group[self.group].attrs.get(self.key, {})) if self.group in group else None
 
 
-def _create(root: zarr.Group, spec: RunSpec, job: JobLayout) -> zarr.Group:
-    """The job's group anew: arrays first, then the metadata that marks the layout whole."""
+def _create(location: StoreLocation, root: zarr.Group, spec: RunSpec, job: JobLayout) -> dict[str, zarr.Array]:
+    """The job's group anew: arrays first, then the metadata that marks the layout whole; returns the arrays."""
     if job.group in root:
         del root[job.group]
     group = root.create_group(job.group, attributes={job.key: {"layout": "creating"}})
     n_units = spec.n_units()
-    arrays = (*job.arrays, ArraySpec(job.progress, "uint8", (n_units,), ("unit",), per_example=False))
-    create_arrays(root, {arr.path: array_options(spec, arr) for arr in arrays})
+    arrays = (*job.arrays, ArraySpec(job.progress, "uint8", (n_units,), ("unit",), per_example=False, chunks=(1,)))
+    created = create_arrays(location, group, {arr.path: array_metadata(spec, arr) for arr in arrays})
     group.attrs[job.key] = {"layout": "ready", "description": dict(job.description),
                             "fingerprint": job.fingerprint(),
                             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    return group
+    return created
 
 
 def _check_fingerprint(location: StoreLocation, found: Mapping[str, Any], job: JobLayout) -> None:
@@ -92,10 +92,11 @@ def open_job_writer(target: str | os.PathLike | StoreLocation, spec: RunSpec, jo
             clean_if_alone(location, lock)
             root = open_group(location, "r+", use_consolidated=False)
             found = job.meta(root)
+            created: dict[str, zarr.Array] = {}
             if found is not None and found.get("layout") == "ready" and not overwrite:
                 _check_fingerprint(location, found, job)
             else:
-                _create(root, spec, job)
+                created = _create(location, root, spec, job)
             damaged = []
             if repair:
                 damaged = verify_units(location, root, spec, job.arrays, job.progress, finalized=False,
@@ -105,7 +106,7 @@ def open_job_writer(target: str | os.PathLike | StoreLocation, spec: RunSpec, jo
             done = done_units(location, root, spec, damaged, arrays=job.arrays, progress=job.progress)
             todo = [u for u in range(spec.n_units()) if not done[u]]
             return StoreWriter(location, root, spec, lock, todo, arrays=job.arrays, progress=job.progress,
-                               units_done=int(done.sum()))
+                               units_done=int(done.sum()), opened=created)
         except BaseException:
             lock.release()
             raise

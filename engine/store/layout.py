@@ -6,9 +6,9 @@ list, so a new array is added here once.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
@@ -16,10 +16,14 @@ from typing import Any
 
 import numpy as np
 import zarr
-import zarr.api.asynchronous
-from zarr.codecs import BloscCodec, Crc32cCodec
-from zarr.core.sync import sync
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec, VLenUTF8Codec, ZstdCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.dtype import parse_dtype
+from zarr.core.group import GroupMetadata
+from zarr.core.metadata.v3 import ArrayV3Metadata
+from zarr.storage import StorePath
 
+from attrstream.engine.store.location import StoreLocation
 from attrstream.engine.store.spec import SCHEMA_VERSION, RunSpec
 from attrstream.kernels.names import STAT_NAMES
 
@@ -44,10 +48,22 @@ class ArraySpec:
     dims: tuple[str, ...]
     per_example: bool = True  # axis 0 is the example axis, sharded by unit and fed by append
     attrs: dict[str, Any] = field(default_factory=dict)
+    chunks: tuple[int, ...] | None = None  # off the example axis: the chunk shape (None: one chunk)
 
     @property
     def row_shape(self) -> tuple[int, ...]:
         return self.shape[1:]
+
+    def shard_key(self, unit: int) -> str:
+        """The store key of unit ``unit``'s shard (a per-example array)."""
+        return shard_key(self.path, len(self.shape), unit)
+
+
+def shard_key(path: str, ndim: int, unit: int) -> str:
+    """The store key of unit ``unit``'s shard of the per-example array at ``path`` with ``ndim``
+    axes: zarr's default chunk key encoding (``c/`` then the chunk's grid indices joined by ``/``),
+    which every array of a store has, and shard length = unit."""
+    return f"{path}/c/" + "/".join(map(str, (unit,) + (0,) * (ndim - 1)))
 
 
 def _map_arrays(prefix: str, spec: RunSpec, hw: tuple[int, int], dims: tuple[str, str]) -> list[ArraySpec]:
@@ -94,7 +110,8 @@ def array_specs(spec: RunSpec) -> list[ArraySpec]:
         for method in ("grad_x_act", "grad_cam"):
             if method in spec.layer_methods and layer.map_shape is not None:
                 arrays += _map_arrays(f"{group}/{method}", spec, layer.map_shape, ("y", "x"))
-    arrays.append(ArraySpec("progress/unit_done", "uint8", (spec.n_units(),), ("unit",), per_example=False))
+    arrays.append(ArraySpec("progress/unit_done", "uint8", (spec.n_units(),), ("unit",), per_example=False,
+                            chunks=(1,)))
     for layer in spec.layers:
         if "stats" in spec.layer_methods:
             arrays.append(ArraySpec(f"layers/{layer.name}/stat", "str", (len(STAT_NAMES),), ("stat",),
@@ -131,41 +148,58 @@ def _fill_value(dtype: str) -> Any:
     return np.nan if dtype.startswith("float") else 0
 
 
-def array_options(spec: RunSpec, arr: ArraySpec) -> dict[str, Any]:
-    """``create_array`` arguments of one array of the layout: sharded by unit along the example
-    axis, Blosc + crc32c."""
+# Zarr's defaults for a string array (zarr.create_array(dtype=str)): the stat coordinate.
+STRING_CODECS = (VLenUTF8Codec(), ZstdCodec(level=0, checksum=False))
+CHUNK_KEY_ENCODING = {"name": "default", "separator": "/"}
+
+
+def array_metadata(spec: RunSpec, arr: ArraySpec) -> ArrayV3Metadata:
+    """The zarr metadata of one array of the layout, exactly as ``zarr.create_array`` writes it for
+    the same options (tests/store/test_layout.py): per-example arrays sharded by unit along the
+    example axis, Blosc + crc32c inside the shards; the others in ``arr.chunks``."""
     if arr.dtype == "str":
-        return {"shape": arr.shape, "dtype": str, "dimension_names": arr.dims}
-    dtype = np.dtype(arr.dtype)
-    options: dict[str, Any] = {
-        "shape": arr.shape,
-        "dtype": dtype,
-        "compressors": compressors_for(spec, dtype),
-        "dimension_names": arr.dims,
-        "fill_value": _fill_value(arr.dtype),
-        "attributes": arr.attrs,
-        "config": WRITE_CONFIG,
-    }
-    if arr.per_example:
-        row_bytes = dtype.itemsize * math.prod(arr.row_shape)
-        rows = inner_chunk_rows(row_bytes, spec.unit)
-        options["chunks"] = (rows, *arr.row_shape)
-        options["shards"] = (spec.unit, *arr.row_shape)
+        dtype, fill, codecs, chunks = parse_dtype(str, zarr_format=3), "", STRING_CODECS, arr.chunks or arr.shape
     else:
-        options["chunks"] = (1,)  # progress/unit_done: one object per unit, never shared by two ranks
-    return options
+        np_dtype = np.dtype(arr.dtype)
+        dtype, fill = parse_dtype(np_dtype, zarr_format=3), _fill_value(arr.dtype)
+        codecs = (BytesCodec(), *compressors_for(spec, np_dtype))
+        chunks = arr.chunks or arr.shape
+        if arr.per_example:
+            rows = inner_chunk_rows(np_dtype.itemsize * math.prod(arr.row_shape), spec.unit)
+            codecs = (ShardingCodec(chunk_shape=(rows, *arr.row_shape), codecs=codecs),)
+            chunks = (spec.unit, *arr.row_shape)
+    return ArrayV3Metadata(
+        shape=arr.shape, data_type=dtype, chunk_grid={"name": "regular", "configuration": {"chunk_shape": chunks}},
+        chunk_key_encoding=CHUNK_KEY_ENCODING, fill_value=fill, codecs=codecs, attributes=arr.attrs,
+        dimension_names=arr.dims,
+    )
 
 
-def create_arrays(group: zarr.Group, arrays: dict[str, dict[str, Any]]) -> dict[str, zarr.Array]:
-    """Create the arrays ``{path: create_array options}`` under ``group`` concurrently: one
-    round of metadata writes instead of one per array (a store has dozens; see :func:`create_layout`)."""
-    async def create() -> list[zarr.AsyncArray]:
-        return await asyncio.gather(*(
-            zarr.api.asynchronous.create_array(group.store, name=f"{group.path}/{path}".strip("/"), **options)
-            for path, options in arrays.items()
-        ))
+def create_arrays(location: StoreLocation, group: zarr.Group,
+                  arrays: Mapping[str, ArrayV3Metadata]) -> dict[str, zarr.Array]:
+    """Create the arrays ``{path from the root: metadata}`` under ``group``, whose subtree holds none
+    of them yet: their metadata documents, and those of the new groups between, written directly.
 
-    return {path: zarr.Array(created) for path, created in zip(arrays, sync(create()), strict=True)}
+    ``zarr.create_array`` costs ~2.5 ms an array in existence checks of the array and its parents
+    and event-loop round trips, most of a one-batch sweep's store creation (a store has dozens of
+    arrays); the documents are the same bytes. The handles returned write with :data:`WRITE_CONFIG`.
+    """
+    prototype = default_buffer_prototype()
+    base = group.path.strip("/")
+    inside = f"{base}/" if base else ""
+    groups: set[str] = set()
+    for path in arrays:
+        if not path.startswith(inside):
+            raise ValueError(f"Expected array paths under {base!r}, got {path!r}.")
+        parts = path.split("/")
+        groups.update(p for p in ("/".join(parts[:i]) for i in range(1, len(parts))) if len(p) > len(base))
+    group_document = GroupMetadata().to_buffer_dict(prototype)["zarr.json"].to_bytes()
+    for path in sorted(groups):
+        location.write(f"{path}/zarr.json", [group_document])
+    for path, meta in arrays.items():
+        location.write(f"{path}/zarr.json", [meta.to_buffer_dict(prototype)["zarr.json"].to_bytes()])
+    return {path: zarr.Array(zarr.AsyncArray(metadata=meta, store_path=StorePath(group.store, path), config=WRITE_CONFIG))
+            for path, meta in arrays.items()}
 
 
 def _version(dist: str) -> str | None:
@@ -195,11 +229,13 @@ def run_metadata(spec: RunSpec) -> dict[str, Any]:
     }
 
 
-def create_layout(root: zarr.Group, spec: RunSpec) -> None:
-    """Create every array of ``spec`` under an empty root group, then the metadata and coordinates."""
+def create_layout(location: StoreLocation, root: zarr.Group, spec: RunSpec) -> dict[str, zarr.Array]:
+    """Create every array of ``spec`` under an empty root group, then the coordinates and the
+    metadata; returns the arrays (open handles, for the writer)."""
     specs = array_specs(spec)
-    created = create_arrays(root, {arr.path: array_options(spec, arr) for arr in specs})
+    created = create_arrays(location, root, {arr.path: array_metadata(spec, arr) for arr in specs})
     for arr in specs:
         if arr.dtype == "str":
             created[arr.path][:] = np.array(STAT_NAMES)
     root.attrs["attrstream"] = {**run_metadata(spec), "layout": "ready"}  # last: marks the layout whole
+    return created

@@ -60,8 +60,9 @@ class LocalLocation:
         """``"missing"``, ``"file"`` or ``"dir"``."""
         return "dir" if self.path.is_dir() else "file" if self.path.exists() else "missing"
 
-    def children(self) -> list[str]:
-        return sorted(p.name for p in self.path.iterdir())
+    def children(self, prefix: str = "") -> list[str]:
+        """Names of the entries directly under ``prefix`` (the root by default)."""
+        return sorted(p.name for p in (self.path / prefix).iterdir())
 
     def object_sizes(self, prefix: str) -> dict[str, int]:
         """Size in bytes of every object at or under ``prefix``, keyed relative to the root (a listing, no reads)."""
@@ -191,8 +192,9 @@ class UrlLocation:
     def kind(self) -> str:
         return "file" if self._fs.isfile(self._root) else "dir" if self._fs.isdir(self._root) else "missing"
 
-    def children(self) -> list[str]:
-        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self._fs.ls(self._root, detail=False))
+    def children(self, prefix: str = "") -> list[str]:
+        top = f"{self._root}/{prefix}".rstrip("/")
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self._fs.ls(top, detail=False))
 
     def object_sizes(self, prefix: str) -> dict[str, int]:
         top = f"{self._root}/{prefix}"

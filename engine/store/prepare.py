@@ -24,7 +24,14 @@ from attrstream.engine.errors import (
     StoreLockedError,
     disk_full_as_error,
 )
-from attrstream.engine.store.layout import ArraySpec, array_specs, create_layout, example_arrays, run_metadata
+from attrstream.engine.store.layout import (
+    ArraySpec,
+    array_specs,
+    create_layout,
+    example_arrays,
+    run_metadata,
+    shard_key,
+)
 from attrstream.engine.store.location import PARTIAL_SUFFIX, NoLock, StoreLocation, locate, open_group
 from attrstream.engine.store.lock import WriterLock, is_lock_file
 from attrstream.engine.store.meta import (
@@ -36,7 +43,7 @@ from attrstream.engine.store.meta import (
     scan_done,
 )
 from attrstream.engine.store.spec import RunSpec, spec_differences
-from attrstream.engine.store.verify import Damage, VerifyReport, describe_damage, missing_objects, shard_key
+from attrstream.engine.store.verify import Damage, VerifyReport, describe_damage, missing_objects
 from attrstream.engine.store.writer import StoreWriter
 from attrstream.kernels.names import STAT_NAMES
 
@@ -105,7 +112,8 @@ def clean_if_alone(root: StoreLocation, lock: WriterLock | NoLock) -> list[str]:
 
 
 def _prepare_layout(root: StoreLocation, meta: dict[str, Any] | None, spec: RunSpec, overwrite: bool,
-                    lock: WriterLock | NoLock):
+                    lock: WriterLock | NoLock) -> tuple[zarr.Group, dict[str, zarr.Array]]:
+    """The root group, and the arrays when they were created just now (else none: the writer opens them)."""
     # Ranks joining a prepared store (prepare=False) never clean: the preparing rank did, before
     # they took their locks.
     others = clean_if_alone(root, lock)
@@ -114,9 +122,8 @@ def _prepare_layout(root: StoreLocation, meta: dict[str, Any] | None, spec: RunS
             raise StoreLockedError(f"Expected no other writer while (re)creating {root}, got live locks {others}.")
         root.clear(keep=lock)
         group = open_group(root, "a", attributes={"attrstream": {"layout": "creating"}})
-        create_layout(group, spec)
-        return group
-    return open_group(root, "r+", use_consolidated=False)
+        return group, create_layout(root, group, spec)
+    return open_group(root, "r+", use_consolidated=False), {}
 
 
 def _rewrite_root_meta(root: StoreLocation, spec: RunSpec) -> None:
@@ -149,7 +156,7 @@ def done_units(root: StoreLocation, group: zarr.Group, spec: RunSpec, damaged: S
     """
     done, unreadable = scan_done(group, progress)
     damage = [Damage(progress, u, spec.unit_range(u), f"done marker {why}") for u, why in unreadable.items()]
-    damage += missing_objects(root, group, spec, np.flatnonzero(done), arrays)
+    damage += missing_objects(root, spec, np.flatnonzero(done), arrays)
     damage += [d for d in damaged if d.unit is not None]
     damage = list(dict.fromkeys(damage))  # repair's report repeats what the listing finds
     redo = sorted({d.unit for d in damage})
@@ -157,7 +164,7 @@ def done_units(root: StoreLocation, group: zarr.Group, spec: RunSpec, damaged: S
         return done
     for d in damage:
         if d.array != progress:
-            root.delete(shard_key(group[d.array], d.unit))
+            root.delete(shard_key(d.array, group[d.array].ndim, d.unit))
     markers = group[progress]
     for u in redo:
         markers[u] = 0
@@ -216,8 +223,9 @@ def open_writer(
         lock = root.lock(lock_name, break_lock=break_lock)
         lock.acquire()
         try:
+            created: dict[str, zarr.Array] = {}
             if prepare:
-                group = _prepare_layout(root, meta, spec, overwrite, lock)
+                group, created = _prepare_layout(root, meta, spec, overwrite, lock)
                 _record_writer(group, writer_info or {})
                 done = done_units(root, group, spec, () if overwrite or repair is None else repair.damaged)
             else:
@@ -230,7 +238,8 @@ def open_writer(
             rank, world = share
             todo = [u for u in range(spec.n_units()) if not done[u]][rank::world]
             return StoreWriter(root, group, spec, lock, [u for u in todo if u in set(wanted)],
-                               arrays=example_arrays(spec), units_done=int(done.sum()), on_unit_done=on_unit_done)
+                               arrays=example_arrays(spec), units_done=int(done.sum()), on_unit_done=on_unit_done,
+                               opened=created)
         except BaseException:
             lock.release()
             raise

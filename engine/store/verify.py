@@ -19,7 +19,7 @@ import numpy as np
 import zarr
 
 from attrstream.engine.errors import StoreError
-from attrstream.engine.store.layout import ArraySpec, example_arrays
+from attrstream.engine.store.layout import ArraySpec, example_arrays, shard_key
 from attrstream.engine.store.location import StoreLocation, locate, open_group
 from attrstream.engine.store.meta import (
     DONE_PATH,
@@ -93,11 +93,6 @@ def format_units(units: Sequence[int], shown: int = 10) -> str:
     return f"[{listed}{', ...' if len(units) > shown else ''}]"
 
 
-def shard_key(array: zarr.Array, unit: int) -> str:
-    """The store key of unit ``unit``'s shard of a per-example array (shard length = unit)."""
-    return f"{array.path}/{array.metadata.encode_chunk_key((unit,) + (0,) * (array.ndim - 1))}"
-
-
 def _absent(sizes: dict[str, int], key: str) -> str | None:
     size = sizes.get(key)
     if size is None:
@@ -105,7 +100,7 @@ def _absent(sizes: dict[str, int], key: str) -> str | None:
     return f"object {key} empty (0 bytes)" if size == 0 else None
 
 
-def missing_objects(location: StoreLocation, group: zarr.Group, spec: RunSpec, units: Iterable[int],
+def missing_objects(location: StoreLocation, spec: RunSpec, units: Iterable[int],
                     arrays: Sequence[ArraySpec] | None = None) -> list[Damage]:
     """Shard objects of ``units`` that are absent or empty: one listing per array, no reads.
 
@@ -116,10 +111,9 @@ def missing_objects(location: StoreLocation, group: zarr.Group, spec: RunSpec, u
         return []
     found = []
     for arr in example_arrays(spec) if arrays is None else arrays:
-        array = group[arr.path]
         sizes = location.object_sizes(arr.path)
         for u in units:
-            reason = _absent(sizes, shard_key(array, u))
+            reason = _absent(sizes, arr.shard_key(u))
             if reason:
                 found.append(Damage(arr.path, u, spec.unit_range(u), reason))
     return found
@@ -155,7 +149,7 @@ def read_checked(location: StoreLocation, array: zarr.Array, spec: RunSpec, rows
         units = np.unique(rows // spec.unit)
     for u in units if done is not None else ():
         if done[u]:
-            key = shard_key(array, int(u))
+            key = shard_key(array.path, array.ndim, int(u))
             reason = _absent(location.object_sizes(key), key)
             if reason:
                 raise damaged_read_error(location, array.path, int(u), spec.unit_range(int(u)), reason)
@@ -245,7 +239,7 @@ def verify_units(location: StoreLocation, group: zarr.Group, spec: RunSpec, arra
         for u in units:
             examples = spec.unit_range(u)
             for path, array in opened.items():
-                reason = _absent(sizes[path], shard_key(array, u))
+                reason = _absent(sizes[path], shard_key(path, array.ndim, u))
                 if reason is None:
                     try:
                         array[examples[0]:examples[1]]

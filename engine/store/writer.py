@@ -24,12 +24,11 @@ import numpy as np
 import zarr
 
 from attrstream.engine.errors import DiskFullError, StoreError, WriterError, is_disk_full, no_space_message
-from attrstream.engine.store.layout import WRITE_CONFIG, ArraySpec
+from attrstream.engine.store.layout import WRITE_CONFIG, ArraySpec, shard_key
 from attrstream.engine.store.location import NoLock, StoreLocation
 from attrstream.engine.store.lock import WriterLock
 from attrstream.engine.store.meta import DONE_PATH
 from attrstream.engine.store.shards import ShardEncoder
-from attrstream.engine.store.verify import shard_key
 
 N_BUFFERS = 2
 ENCODE_THREADS = min(4, os.cpu_count() or 1)  # Blosc releases the GIL: encoding scales with cores
@@ -51,7 +50,7 @@ def write_shard(location: StoreLocation, array: zarr.Array, unit: int, start: in
     its ``encoded`` inner chunks when it is in our layout, else through zarr's own write."""
     if encoded is not None:
         encoder, chunks = encoded
-        location.write(shard_key(array, unit), encoder.assemble([f.result() for f in chunks]))
+        location.write(shard_key(array.path, array.ndim, unit), encoder.assemble([f.result() for f in chunks]))
     else:
         array[start : start + len(data)] = data
 
@@ -93,8 +92,10 @@ class StoreWriter:
         progress: str = DONE_PATH,
         units_done: int = 0,
         on_unit_done: Callable[[int], None] | None = None,
+        opened: Mapping[str, zarr.Array] | None = None,
     ) -> None:
-        """Take ownership of a held ``lock`` and an open ``group``; :func:`open_writer` builds these."""
+        """Take ownership of a held ``lock`` and an open ``group``; :func:`open_writer` builds these.
+        ``opened``: handles of arrays just created (by path), not read back from the store."""
         self.path = location
         self.spec = spec
         self.group = group
@@ -103,8 +104,9 @@ class StoreWriter:
         self.units_done_before = units_done  # units already marked done when this writer opened
         self._expected = {a.path: a for a in arrays}
         try:
-            self._arrays = {key: self.group[key].with_config(WRITE_CONFIG) for key in self._expected}
-            self._unit_done = self.group[progress]
+            opened = opened or {}
+            self._arrays = {key: (opened.get(key) or self.group[key]).with_config(WRITE_CONFIG) for key in self._expected}
+            self._unit_done = opened.get(progress) or self.group[progress]
             self._encoders = {key: ShardEncoder.for_array(array) for key, array in self._arrays.items()}
             self._encode_pool = ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="attrstream-encode")
         except KeyError as err:

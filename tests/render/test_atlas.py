@@ -10,7 +10,7 @@ import zarr
 from attrstream.engine.render import reading, render_report
 from attrstream.engine.store import open_run
 from attrstream.engine.store.finalize import consolidate
-from attrstream.engine.store.layout import ArraySpec, array_options, create_arrays
+from attrstream.engine.store.layout import ArraySpec, array_metadata, create_arrays
 from attrstream.engine.store.location import locate
 
 from .conftest import write_store
@@ -24,7 +24,7 @@ def rewrite_stats(path: Path, layer: str, names: list[str], stats: np.ndarray) -
         del group[f"layers/{layer}/{name}"]
     arrays = (ArraySpec(f"layers/{layer}/stats", "float32", stats.shape, ("example", "channel", "stat")),
               ArraySpec(f"layers/{layer}/stat", "str", (len(names),), ("stat",), per_example=False))
-    create_arrays(group, {arr.path: array_options(run.spec, arr) for arr in arrays})
+    create_arrays(locate(path), group[f"layers/{layer}"], {arr.path: array_metadata(run.spec, arr) for arr in arrays})
     group[f"layers/{layer}/stats"][:] = stats
     group[f"layers/{layer}/stat"][:] = np.array(names)
     consolidate(locate(path))

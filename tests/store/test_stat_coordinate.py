@@ -72,7 +72,8 @@ def write_as_before_relevance(path: Path) -> None:
             if arr.path.endswith(("/stats", "/stat")):
                 kept = group[arr.path][:]
                 del group[arr.path]
-                created = layout.create_arrays(group, {arr.path: layout.array_options(spec, arr)})[arr.path]
+                parent = group[arr.path.rpartition("/")[0]]
+                created = layout.create_arrays(locate(path), parent, {arr.path: layout.array_metadata(spec, arr)})[arr.path]
                 created[:] = kept[..., :five] if arr.dtype != "str" else kept[:five]
     for name in (lay.name for lay in spec.layers):
         pooled = group[f"layers/{name}/dataset_stats"]
