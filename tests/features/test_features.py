@@ -17,8 +17,9 @@ from attrstream.engine.data import FakeImages
 from attrstream.engine.demo.model import ShapesNet
 from attrstream.engine.demo.shapes import MEAN, STD, ShapesDataset
 from attrstream.engine.errors import FingerprintMismatchError, ModelError
-from attrstream.engine.features.check import diagonal_dominance, excitation
+from attrstream.engine.features.check import diagonal_dominance, excitation, twins
 from attrstream.engine.features.run import visualize_features
+from attrstream.engine.features.transforms import transform
 from attrstream.engine.render import render_report
 from attrstream.engine.render.reading import optimized_inputs
 from attrstream.engine.store import open_run
@@ -55,6 +56,24 @@ def test_each_optimized_input_excites_its_own_channel_most(default_model, tmp_pa
     shapes = ShapesDataset(256, image_size=64, seed=1, split="test").batch(range(256))[0]
     top = excitation(model, "block1", "nchw", shapes.numpy(), f["channel"]).max(axis=0)
     assert (f["activation"] > top).mean() >= 0.75, (f["activation"], top)
+
+
+def test_the_model_input_is_the_image_under_the_identity_and_grey_where_moved_away():
+    """The stored input is the optimized one: no padded canvas, same size, grey only where the image moved."""
+    pixels = torch.rand(2, 3, 16, 16)
+    identity = torch.tensor([[1.0, 0, 0], [0, 1, 0]]).expand(2, 2, 3)
+    torch.testing.assert_close(transform(pixels, identity), pixels, atol=1e-6, rtol=0)
+    shifted = identity.clone()
+    shifted[:, 0, 2] = 4 * 2 / 16  # samples 4 pixels to the right: the last 4 columns fall outside
+    moved = transform(pixels, shifted)
+    torch.testing.assert_close(moved[..., :12], pixels[..., 4:], atol=1e-6, rtol=0)
+    torch.testing.assert_close(moved[..., 12:], torch.full_like(moved[..., 12:], 0.5), atol=1e-6, rtol=0)
+
+
+def test_twins_are_channels_that_rank_every_input_alike():
+    r = np.random.default_rng(0).random((50, 3))
+    responses = np.column_stack([r, 2 * r[:, 0] + 1, np.zeros(50)])  # channel 3 = channel 0 rescaled; 4 is dead
+    assert twins(responses).tolist() == [True, False, False, True, False]
 
 
 def random_shapesnet() -> torch.nn.Module:
