@@ -50,6 +50,7 @@ def twins(responses: np.ndarray, threshold: float = TWIN_CORRELATION) -> np.ndar
     block3: 15 of 32 channels with a twin at 0.99 over 256 held-out shapes and the 32 optimized
     inputs), so its dominance is read beside the dominance among the channels without one.
     """
-    corr = np.corrcoef(np.asarray(responses, dtype=np.float64), rowvar=False)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a dead (constant) channel correlates with nothing
+        corr = np.corrcoef(np.asarray(responses, dtype=np.float64), rowvar=False)
     np.fill_diagonal(corr, -np.inf)
     return np.nan_to_num(corr, nan=-np.inf).max(axis=0) > threshold
