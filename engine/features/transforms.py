@@ -14,7 +14,7 @@ the result works at all: optimized on the 76-pixel canvas, evaluated on the 64-p
 random ResNet-18's layer3 (4×4 positions at 64 pixels) was dominant for 25% of 32 channels (100% on
 the canvas it was optimized on), layer4 for 16% (100%); optimized at the image's size, 100% and
 100% (benchmarks/check_features.py, 128 steps). The demo network's block2 and block3 (stride 2
-and 4) hardly change (75 → 81%, 53 → 53%).
+and 4) hardly change (75 → 81%, 53 → 50%: their failures are twins, see check.twins).
 
 Each image draws its transformation from its own generator, so that what happens to a channel
 never depends on which channels share its batch.
