@@ -5,16 +5,16 @@ feature; optimizing through a fresh random transformation at every step keeps wh
 Lucid's standard set at 128 pixels: pad 12 (grey), jitter 8, scale 0.9..1.1, rotate -10..10°,
 jitter 4, here scaled with the image size and folded into one affine resampling per image.
 
-One departure: the model's input keeps the image's own size. Lucid pads the image with a grey
-border and feeds the padded canvas (about 12 pixels larger at 128 after its crops), so the image it
-stores is never the input it optimized. Here the resampling fills with grey what the transformation moves into the
-frame (no border to pad), and the identity transformation gives the image itself: the stored input
-is the optimized input. On layers whose stride is a large part of the image this decides whether
-the result works at all: optimized on the 76-pixel canvas, evaluated on the 64-pixel image, a
-random ResNet-18's layer3 (4×4 positions at 64 pixels) was dominant for 25% of 32 channels (100% on
-the canvas it was optimized on), layer4 for 16% (100%); optimized at the image's size, 100% and
-100% (benchmarks/check_features.py, 128 steps). The demo network's block2 and block3 (stride 2
-and 4) hardly change (75 → 81%, 53 → 50%: their failures are twins, see check.twins).
+One departure: the model's input keeps the image's own size. Lucid pads the image with a grey border
+and feeds the padded canvas (about 12 pixels larger at 128 after its crops), so the image it stores
+is never the input it optimized. Here the resampling fills with grey what the transformation moves
+into the frame (no border to pad), and the identity transformation gives the image itself: the
+stored input is the optimized input. On layers whose stride is a large part of the image this
+decides whether the result works at all: optimized on the 76-pixel canvas, evaluated on the 64-pixel
+image, a random ResNet-18's layer3 (4×4 positions at 64 pixels) was dominant for 25% of 32 channels
+(100% on the canvas it was optimized on), layer4 for 16% (100%); optimized at the image's size, 100%
+and 100% (benchmarks/check_features.py, 128 steps). The demo network's block2 and block3 (stride 2
+and 4) hardly change (75 → 81%, 53 → 50%: most of their failures are twins, see check.twins).
 
 Each image draws its transformation from its own generator, so that what happens to a channel
 never depends on which channels share its batch.
