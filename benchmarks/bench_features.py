@@ -74,11 +74,8 @@ def run_bare(args: argparse.Namespace, steps: int, _batch: int) -> None:
     import torch
 
     from attrstream.engine.features.optimize import forward_to
-    from attrstream.engine.features.transforms import canvas
-
     model, module = setup(args)
-    side = canvas(args.size)
-    x = torch.randn(args.channels, 3, side, side, device=torch.device(args.device), requires_grad=True)
+    x = torch.randn(args.channels, 3, args.size, args.size, device=torch.device(args.device), requires_grad=True)
     index = torch.arange(args.channels, device=x.device)
     with forward_to(model, args.layer, module, "nchw") as forward:
         for _ in range(steps):
@@ -88,13 +85,11 @@ def run_bare(args: argparse.Namespace, steps: int, _batch: int) -> None:
 def run_lucent(args: argparse.Namespace, steps: int, _batch: int) -> None:
     from lucent.optvis import objectives, param, render
 
-    from attrstream.engine.features.transforms import canvas
-
     model, _ = setup(args)
     for channel in range(args.channels):
         render.render_vis(model, objectives.channel(args.layer.replace(".", "_"), channel),
                           param_f=lambda: param.image(args.size), thresholds=(steps,), show_image=False,
-                          progress=False, fixed_image_size=canvas(args.size))
+                          progress=False, fixed_image_size=args.size)
 
 
 RUNNERS = {"bare": run_bare, "batched": lambda a, s, _b: run_ours(a, s, a.batch_size),

@@ -2,8 +2,11 @@
 
 For every optimized channel c of a layer: does its optimized input excite c more than any other
 channel's optimized input does (diagonal dominance), and more than the data set's most exciting
-example does? Runs ``visualize_features`` into a fresh store, feeds the stored inputs back, and
-reads the data set's per-channel maximum from one pass over it.
+example does? Channels with a twin (another channel correlating above 0.99 over the data set and
+the optimized inputs, :func:`~attrstream.engine.features.check.twins`) cannot all be dominant, so
+the table also gives the dominance among the others. Runs ``visualize_features`` into a fresh
+store, feeds the stored inputs back, and reads the data set's per-channel maximum from one pass
+over it.
 
     python benchmarks/check_features.py --model shapesnet --layer block3 --size 64 --steps 256
     python benchmarks/check_features.py --model resnet18 --layer layer4 --channels 0:64 --size 64 --steps 128
@@ -27,6 +30,7 @@ from _common import Column, add_output_args, environment, write_table
 COLUMNS = (
     Column("model", "model"), Column("layer", "layer"), Column("channels", "channels", "d"), Column("size", "size", "d"),
     Column("steps", "steps", "d"), Column("diagonal_dominance", "dominant", ".1%"),
+    Column("twins", "twins", "d"), Column("dominance_without_twins", "dominant w/o twins", ".1%"),
     Column("beats_top_example", "> top ex.", ".1%"), Column("median_activation", "median act", ".3g"),
     Column("median_top_example", "median top", ".3g"), Column("seconds", "seconds", ".0f"),
 )
@@ -66,7 +70,7 @@ def main() -> None:
 
     import torch
 
-    from attrstream.engine.features.check import diagonal_dominance, excitation
+    from attrstream.engine.features.check import diagonal_dominance, excitation, twins
     from attrstream.engine.features.run import visualize_features
     from attrstream.engine.options import int_list
 
@@ -85,13 +89,17 @@ def main() -> None:
     layout, optimized = features["settings"]["layout"], features["channel"]
     matrix = excitation(model, args.layer, layout, features["input"], optimized)
     dominant = diagonal_dominance(matrix)
-    top = excitation(model, args.layer, layout, data.numpy(), optimized).max(axis=0)
+    responses = excitation(model, args.layer, layout, data.numpy(), optimized)
+    top = responses.max(axis=0)
+    twin = twins(np.concatenate([responses, matrix]))
     beats = np.diagonal(matrix) > top
     row = {"model": args.model, "layer": args.layer, "channels": len(optimized), "size": args.size, "steps": args.steps,
-           "diagonal_dominance": float(dominant.mean()), "beats_top_example": float(beats.mean()),
+           "diagonal_dominance": float(dominant.mean()), "twins": int(twin.sum()),
+           "dominance_without_twins": float(dominant[~twin].mean()) if (~twin).any() else float("nan"),
+           "beats_top_example": float(beats.mean()),
            "median_activation": float(np.median(np.diagonal(matrix))), "median_top_example": float(np.median(top)),
            "seconds": seconds, "not_dominant": optimized[~dominant].tolist(),
-           "not_above_top_example": optimized[~beats].tolist()}
+           "not_above_top_example": optimized[~beats].tolist(), "with_twin": optimized[twin].tolist()}
     config = {k: v for k, v in vars(args).items() if k not in ("results_dir", "note")}
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"features_check_{args.model}_{args.layer}")
     write_table(name, [row], columns=COLUMNS, config=config, machine=env,

@@ -24,7 +24,7 @@ from attrstream.engine.features.image import SPECTRUM_SD
 from attrstream.engine.features.optimize import LEARNING_RATE, Optimized, Recipe, forward_to, maximize
 from attrstream.engine.features.redirect import REDIRECT_STEPS
 from attrstream.engine.features.store import feature_job, open_features_writer
-from attrstream.engine.features.transforms import ANGLES, JITTER, JITTER_AFTER, PAD, REFERENCE_SIZE, SCALES
+from attrstream.engine.features.transforms import ANGLES, JITTER, JITTER_AFTER, REFERENCE_SIZE, SCALES
 from attrstream.engine.layouts import channels_and_map, decide_layout
 from attrstream.engine.plan import model_record
 from attrstream.engine.probe import probe_model
@@ -36,7 +36,7 @@ from attrstream.engine.vocabulary import IMAGENET_MEAN, IMAGENET_STD
 # What the description records of the fixed recipe (changing any of it changes the stored images).
 RECIPE = {"parametrization": "fourier 1/f, decorrelated colour, sigmoid", "init_sd": SPECTRUM_SD,
           "redirected_relu_steps": REDIRECT_STEPS, "optimizer": "adam", "lr": LEARNING_RATE,
-          "transforms": {"reference_size": REFERENCE_SIZE, "pad": PAD, "jitter": JITTER, "jitter_after": JITTER_AFTER,
+          "transforms": {"reference_size": REFERENCE_SIZE, "fill": "grey, at the image size", "jitter": JITTER, "jitter_after": JITTER_AFTER,
                          "scales": list(SCALES), "angles": list(ANGLES)}}
 
 
