@@ -21,7 +21,8 @@ import torch
 COLOR_CORRELATION_SVD_SQRT = ((0.26, 0.09, 0.02), (0.27, 0.00, -0.05), (0.27, -0.09, 0.03))
 # Standard deviation of the random initial spectrum: a visible 1/f noise image (pixel std ~0.13), not
 # Lucid's nearly grey 0.01 (pixel std ~0.003), on which channels that are zero for flat inputs have no
-# gradient to start from. Measured on the demo network's block3 (benchmarks/check_features.py, 64 px):
+# gradient to start from. Measured on the demo network's block3 (benchmarks/check_features.py, 64 px,
+# while the optimization still ran on a grey-padded canvas, see transforms.py):
 # 0 instead of 2-3 of 32 channels left at zero after 64 steps, diagonal dominance 53% instead of 22%
 # (41% → 53% after 256 steps); on a random ResNet-18's layer2 94% instead of 97%.
 SPECTRUM_SD = 1.0
