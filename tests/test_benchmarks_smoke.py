@@ -215,7 +215,9 @@ def test_check_features_reports_both_fractions(tmp_path: Path) -> None:
                                  "--threads", "1")
     record = read_table(results, "features_check_tests.engine.models_tiny_cnn_stage2", {
         "model", "layer", "channels", "size", "steps", "diagonal_dominance", "beats_top_example", "median_activation",
-        "median_top_example", "seconds"})
+        "median_top_example", "seconds", "twins", "dominance_without_twins"})
     (row,) = record["rows"]
     assert row["channels"] == 4 and 0 <= row["diagonal_dominance"] <= 1 and 0 <= row["beats_top_example"] <= 1
+    assert 0 <= row["twins"] <= 4 and len(row["with_twin"]) == row["twins"]
+    assert row["twins"] == 4 or 0 <= row["dominance_without_twins"] <= 1
     assert len(row["not_dominant"]) == round(4 * (1 - row["diagonal_dominance"])) and "not dominant:" in stdout
