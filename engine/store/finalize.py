@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 import zarr
+from zarr.core.common import ZARR_JSON
 
 from attrstream.engine.errors import StoreError, disk_full_as_error
 from attrstream.engine.store.layout import ArraySpec, array_metadata, create_arrays
@@ -186,7 +187,7 @@ def _members(root: StoreLocation, group: str) -> dict[str, dict]:
     found: dict[str, dict] = {}
     for name in root.children(group):
         path = f"{group}/{name}".lstrip("/")
-        document = root.read(f"{path}/{ROOT_META}")  # every node's document has the root's name
+        document = root.read(f"{path}/{ZARR_JSON}")
         if document is None:  # a chunk folder, a lock or a temporary file: not a node
             continue
         node = json.loads(document)

@@ -18,6 +18,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec, VLenUTF8Codec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
+from zarr.core.common import ZARR_JSON
 from zarr.core.dtype import parse_dtype
 from zarr.core.group import GroupMetadata
 from zarr.core.metadata.v3 import ArrayV3Metadata
@@ -157,13 +158,13 @@ def array_metadata(spec: RunSpec, arr: ArraySpec) -> ArrayV3Metadata:
     """The zarr metadata of one array of the layout, exactly as ``zarr.create_array`` writes it for
     the same options (tests/store/test_layout.py): per-example arrays sharded by unit along the
     example axis, Blosc + crc32c inside the shards; the others in ``arr.chunks``."""
+    chunks = arr.chunks or arr.shape
     if arr.dtype == "str":
-        dtype, fill, codecs, chunks = parse_dtype(str, zarr_format=3), "", STRING_CODECS, arr.chunks or arr.shape
+        dtype, fill, codecs = parse_dtype(str, zarr_format=3), "", STRING_CODECS
     else:
         np_dtype = np.dtype(arr.dtype)
         dtype, fill = parse_dtype(np_dtype, zarr_format=3), _fill_value(arr.dtype)
         codecs = (BytesCodec(), *compressors_for(spec, np_dtype))
-        chunks = arr.chunks or arr.shape
         if arr.per_example:
             rows = inner_chunk_rows(np_dtype.itemsize * math.prod(arr.row_shape), spec.unit)
             codecs = (ShardingCodec(chunk_shape=(rows, *arr.row_shape), codecs=codecs),)
@@ -193,11 +194,11 @@ def create_arrays(location: StoreLocation, group: zarr.Group,
             raise ValueError(f"Expected array paths under {base!r}, got {path!r}.")
         parts = path.split("/")
         groups.update(p for p in ("/".join(parts[:i]) for i in range(1, len(parts))) if len(p) > len(base))
-    group_document = GroupMetadata().to_buffer_dict(prototype)["zarr.json"].to_bytes()
+    group_document = GroupMetadata().to_buffer_dict(prototype)[ZARR_JSON].to_bytes()
     for path in sorted(groups):
-        location.write(f"{path}/zarr.json", [group_document])
+        location.write(f"{path}/{ZARR_JSON}", [group_document])
     for path, meta in arrays.items():
-        location.write(f"{path}/zarr.json", [meta.to_buffer_dict(prototype)["zarr.json"].to_bytes()])
+        location.write(f"{path}/{ZARR_JSON}", [meta.to_buffer_dict(prototype)[ZARR_JSON].to_bytes()])
     return {path: zarr.Array(zarr.AsyncArray(metadata=meta, store_path=StorePath(group.store, path), config=WRITE_CONFIG))
             for path, meta in arrays.items()}
 
