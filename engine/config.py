@@ -285,6 +285,8 @@ class FeaturesConfig:
                                              "or one value for all", parse=floats, metavar="S[,S,S]")
     unit: int = option(32, "channels per stored shard (the resume granularity)")
     overwrite: bool = option(False, "recompute features/<layer> when it holds another configuration")
+    repair: bool = option(False, "verify every done unit of features/<layer> first (checksums, missing objects) "
+                          "and recompute the damaged ones")
     break_lock: bool = option(False, "take over a features lock left by a job that is gone")
     progress: bool = option(True, "hide the progress bar", flag="--no-progress")
     model_name: str | None = None  # recorded in a new store (the CLI gives the --model name)
@@ -307,6 +309,6 @@ class FeaturesConfig:
             check_device(self.device)
         set_(self, "mean", _normalization("mean", self.mean))
         set_(self, "std", _normalization("std", self.std))
-        _check_flags(self, ("overwrite", "break_lock", "progress"))
+        _check_flags(self, ("overwrite", "repair", "break_lock", "progress"))
         if self.model_name is not None:
             _check_name("a model name", self.model_name)

@@ -10,6 +10,7 @@ any other store.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,7 +19,6 @@ from attrstream.engine.errors import ModelError
 from attrstream.engine.store import RunSpec, StoreWriter, finalize_store, open_writer
 from attrstream.engine.store.features import (
     FEATURES_KEY,
-    ChannelUnits,
     feature_arrays,
     features_group,
     progress_path,
@@ -26,6 +26,7 @@ from attrstream.engine.store.features import (
 from attrstream.engine.store.job import JobLayout, open_job_writer
 from attrstream.engine.store.location import StoreLocation
 from attrstream.engine.store.meta import read_ready_meta, read_root_meta
+from attrstream.engine.store.spec import UnitGrid
 
 RECIPE_VERSION = 1  # bump when the optimization changes in a way the description does not capture
 
@@ -75,5 +76,6 @@ def open_features_writer(location: StoreLocation, job: JobLayout, cfg: FeaturesC
     if read_root_meta(location) is None:  # absent or empty (open_writer refuses anything else)
         _create_store(location, model, cfg.size, num_classes)
     _check_model(location, read_ready_meta(location), model)
-    return open_job_writer(location, ChannelUnits(len(job.description["channels"]), cfg.unit), job,
-                           overwrite=cfg.overwrite, break_lock=cfg.break_lock)
+    return open_job_writer(location, UnitGrid(len(job.description["channels"]), cfg.unit), job,
+                           overwrite=cfg.overwrite, repair=cfg.repair, break_lock=cfg.break_lock,
+                           progress=cfg.progress and sys.stderr.isatty())

@@ -17,7 +17,6 @@ reader; it imports no code that creates or resumes a store.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,26 +26,12 @@ from attrstream.engine.errors import StoreError, close_matches
 from attrstream.engine.store.layout import ArraySpec
 from attrstream.engine.store.location import StoreLocation, open_group
 from attrstream.engine.store.meta import read_done
+from attrstream.engine.store.spec import UnitGrid
 from attrstream.engine.store.verify import read_checked
 
 FEATURES_GROUP = "features"
 FEATURES_KEY = "attrstream_features"  # the group attribute holding the job's description and fingerprint
 CURVE_EVERY = 16  # optimization steps averaged into one point of `curve`
-
-
-@dataclass(frozen=True)
-class ChannelUnits:
-    """The unit grid of a features group: ``n`` optimized channels, shards of ``unit`` channels."""
-
-    n: int
-    unit: int
-    compressor: str = "lz4"
-
-    def n_units(self) -> int:
-        return math.ceil(self.n / self.unit)
-
-    def unit_range(self, u: int) -> tuple[int, int]:
-        return u * self.unit, min((u + 1) * self.unit, self.n)
 
 
 def features_group(layer: str) -> str:
@@ -101,7 +86,7 @@ def read_features(location: StoreLocation, layer: str) -> dict[str, Any]:
     root = open_group(location, "r", use_consolidated=False)
     group = root[features_group(layer)]
     settings = _ready(group)["description"]
-    grid = ChannelUnits(int(group["channel"].shape[0]), int(settings["unit"]))
+    grid = UnitGrid(int(group["channel"].shape[0]), int(settings["unit"]))
     done = read_done(root, location, progress_path(layer))
     rows = np.concatenate([np.arange(*grid.unit_range(int(u))) for u in np.flatnonzero(done)] or [np.empty(0, np.int64)])
     out: dict[str, Any] = {name: read_checked(location, group[name], grid, rows.astype(np.int64), done)

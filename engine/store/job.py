@@ -61,7 +61,7 @@ def _create(location: StoreLocation, root: zarr.Group, spec: RunSpec, job: JobLa
     arrays = (*job.arrays, ArraySpec(job.progress, "uint8", (n_units,), ("unit",), per_example=False, chunks=(1,)))
     created = create_arrays(location, group, {arr.path: array_metadata(spec, arr) for arr in arrays})
     group.attrs[job.key] = {"layout": "ready", "description": dict(job.description),
-                            "fingerprint": job.fingerprint(),
+                            "fingerprint": job.fingerprint(), "command": job.command,
                             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     return created
 

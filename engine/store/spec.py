@@ -65,6 +65,23 @@ class LayerSpec:
 
 
 @dataclass(frozen=True)
+class UnitGrid:
+    """``n`` rows cut into units of ``unit`` (the last one may be short): the shards along axis 0 and
+    the resume granularity of a sweep (examples) or a later job (features/: optimized channels)."""
+
+    n: int
+    unit: int
+    compressor: str = "lz4"
+
+    def n_units(self) -> int:
+        return math.ceil(self.n / self.unit)
+
+    def unit_range(self, u: int) -> tuple[int, int]:
+        start = u * self.unit
+        return start, min(start + self.unit, self.n)
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """Everything that fixes the layout and the meaning of a store."""
 
@@ -120,12 +137,11 @@ class RunSpec:
 
     def n_units(self) -> int:
         """Number of shards along the example axis (the last one may be short)."""
-        return math.ceil(self.n / self.unit)
+        return UnitGrid(self.n, self.unit).n_units()
 
     def unit_range(self, u: int) -> tuple[int, int]:
         """``[start, stop)`` example indices of unit ``u`` (the last unit may be short)."""
-        start = u * self.unit
-        return start, min(start + self.unit, self.n)
+        return UnitGrid(self.n, self.unit).unit_range(u)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form, stored in the store attributes and read back by :meth:`from_dict`."""

@@ -10,6 +10,7 @@ by one shard whatever the store's size.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -31,7 +32,7 @@ from attrstream.engine.store.meta import (
     read_root_meta,
     scan_done,
 )
-from attrstream.engine.store.spec import RunSpec
+from attrstream.engine.store.spec import RunSpec, UnitGrid
 
 
 @dataclass(frozen=True)
@@ -51,14 +52,27 @@ class Damage:
 
 
 @dataclass(frozen=True)
+class JobCheck:
+    """What :func:`verify_store` checked of one later job's group (``features/<layer>``, ``metrics``)."""
+
+    group: str
+    units: int
+    units_done: int
+    arrays: int
+    command: str  # how a user reruns the job, for the repair hint
+
+
+@dataclass(frozen=True)
 class VerifyReport:
-    """What :func:`verify_store` found: every damaged object, and how much was checked."""
+    """What :func:`verify_store` found: every damaged object, and how much was checked (the sweep's
+    arrays, then each later job's group)."""
 
     store: str
     units: int
     units_done: int
     arrays: int  # per-example arrays checked in every done unit
     damaged: tuple[Damage, ...]
+    jobs: tuple[JobCheck, ...] = ()
 
     @property
     def intact(self) -> bool:
@@ -71,21 +85,43 @@ class VerifyReport:
 
     @property
     def damaged_units(self) -> list[int]:
-        return sorted({d.unit for d in self.damaged if d.unit is not None})
+        """The sweep's units with damage (a job's are in :meth:`job_damage`)."""
+        return sorted({d.unit for d in self.sweep_damage() if d.unit is not None})
+
+    def job_damage(self, group: str) -> list[Damage]:
+        return [d for d in self.damaged if _under(d.array, group)]
+
+    def sweep_damage(self) -> list[Damage]:
+        return [d for d in self.damaged if not any(_under(d.array, job.group) for job in self.jobs)]
 
     def summary(self) -> str:
+        """The sweep's line: what was checked, and what to rerun."""
         checked = f"{self.store}: {self.units_done} of {self.units} units done, {self.arrays} arrays each"
-        if self.intact:
-            return f"{checked}: intact"
         if self.root_damaged:
             return f"{self.store}: root metadata damaged, arrays not checked; rerun the same sweep with --repair"
-        units = self.damaged_units
-        return (f"{checked}: {len(self.damaged)} damaged object(s) in {len(units)} unit(s) "
-                f"{format_units(units)}; rerun the same sweep with --repair to recompute them")
+        damage = self.sweep_damage()
+        if not damage:
+            return f"{checked}: intact"
+        return _damaged_line(checked, damage, "the same sweep")
 
     def lines(self) -> list[str]:
-        """One line per damaged object, the summary last (what ``attrstream verify`` prints)."""
-        return [*map(str, self.damaged), self.summary()]
+        """One line per damaged object, one per job, the sweep's summary last (what ``attrstream verify`` prints)."""
+        jobs = []
+        for job in self.jobs:
+            checked = f"{self.store}/{job.group}: {job.units_done} of {job.units} units done, {job.arrays} arrays each"
+            damage = self.job_damage(job.group)
+            jobs.append(_damaged_line(checked, damage, job.command) if damage else f"{checked}: intact")
+        return [*map(str, self.damaged), *jobs, self.summary()]
+
+
+def _under(path: str, group: str) -> bool:
+    return path == group or path.startswith(f"{group}/")
+
+
+def _damaged_line(checked: str, damage: Sequence[Damage], command: str) -> str:
+    units = sorted({d.unit for d in damage if d.unit is not None})
+    return (f"{checked}: {len(damage)} damaged object(s) in {len(units)} unit(s) "
+            f"{format_units(units)}; rerun {command} with --repair to recompute them")
 
 
 def format_units(units: Sequence[int], shown: int = 10) -> str:
@@ -178,7 +214,7 @@ def _root_damage(location: StoreLocation) -> tuple[dict | None, Damage | None]:
         return None, Damage(ROOT_META, reason="root metadata without the attrstream attributes")
 
 
-def _marker_damage(location: StoreLocation, group: zarr.Group, spec: RunSpec, finalized: bool,
+def _marker_damage(location: StoreLocation, group: zarr.Group, spec: RunSpec | UnitGrid, finalized: bool,
                    progress: str) -> tuple[np.ndarray, list[Damage]]:
     done, unreadable = scan_done(group, progress)
     damage = [Damage(progress, u, spec.unit_range(u), f"done marker {reason}") for u, reason in unreadable.items()]
@@ -223,10 +259,64 @@ def verify_store(path: str | os.PathLike | StoreLocation, *, progress: bool | No
     arrays = example_arrays(spec)
     done, damage = verify_units(location, group, spec, arrays, DONE_PATH, finalized="finalized" in meta,
                                 progress=progress)
-    return VerifyReport(str(location), spec.n_units(), int(done.sum()), len(arrays), tuple(damage))
+    jobs = []
+    for job in job_groups(group):
+        job_done, job_damage = verify_units(location, group, job.grid, job.arrays, job.progress, finalized=False,
+                                            progress=progress)
+        damage += job_damage
+        jobs.append(JobCheck(job.group, job.grid.n_units(), int(job_done.sum()), len(job.arrays), job.command))
+    return VerifyReport(str(location), spec.n_units(), int(done.sum()), len(arrays), tuple(damage), tuple(jobs))
 
 
-def verify_units(location: StoreLocation, group: zarr.Group, spec: RunSpec, arrays: Sequence[ArraySpec],
+JOB_MARKERS = "unit_done"  # the name of a later job's done-marker array, within its group
+UNKNOWN_JOB_COMMAND = "the same job"  # stores written before jobs recorded their command
+
+
+@dataclass(frozen=True)
+class FoundJob:
+    """A later job's group as the store describes it: its unit grid, per-example arrays and markers."""
+
+    group: str
+    grid: UnitGrid
+    arrays: tuple[ArraySpec, ...]
+    progress: str
+    command: str
+
+
+def job_groups(root: zarr.Group) -> list[FoundJob]:
+    """Every later job's group in the store whose layout is complete, found from the store alone.
+
+    A job's group carries its metadata (``layout: ready`` and a fingerprint) in an attribute, and its
+    done markers in an ``unit_done`` array; its per-example arrays are those sharded on the markers'
+    unit grid (axis 0 cut into as many shards as there are markers).
+    """
+    found = []
+    for path, node in sorted(root.members(max_depth=None), key=lambda member: member[0]):
+        if not isinstance(node, zarr.Group):
+            continue
+        meta = next((v for v in node.attrs.values()
+                     if isinstance(v, dict) and v.get("layout") == "ready" and "fingerprint" in v), None)
+        if meta is None:
+            continue
+        members = {f"{path}/{name}": a for name, a in node.members(max_depth=None) if isinstance(a, zarr.Array)}
+        markers = [p for p, a in members.items() if p.rsplit("/", 1)[-1] == JOB_MARKERS and a.ndim == 1]
+        if len(markers) != 1:
+            continue
+        n_units = members[markers[0]].shape[0]
+        arrays, grid = [], None
+        for p, a in sorted(members.items()):
+            shard = a.metadata.chunk_grid.chunk_shape[0] if a.ndim else 0
+            if p == markers[0] or not shard or math.ceil(a.shape[0] / shard) != n_units:
+                continue
+            grid = grid or UnitGrid(a.shape[0], shard)
+            if (a.shape[0], shard) == (grid.n, grid.unit):
+                arrays.append(ArraySpec(p, str(a.dtype), a.shape, ()))
+        if grid is not None:
+            found.append(FoundJob(path, grid, tuple(arrays), markers[0], meta.get("command", UNKNOWN_JOB_COMMAND)))
+    return found
+
+
+def verify_units(location: StoreLocation, group: zarr.Group, spec: RunSpec | UnitGrid, arrays: Sequence[ArraySpec],
                  markers: str, *, finalized: bool, progress: bool | None = None) -> tuple[np.ndarray, list[Damage]]:
     """The done units (markers at ``markers``) and every damaged object among them: a marker, or a
     shard of one of ``arrays`` that is missing, empty or fails to decode. ``finalized``: every unit
