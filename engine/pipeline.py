@@ -98,7 +98,7 @@ def _verify_for_repair(location: StoreLocation, cfg: SweepConfig) -> VerifyRepor
     """With ``repair``, the full verify of an existing store (its damage is printed, then recomputed)."""
     if not cfg.repair or cfg.overwrite or not looks_like_store(location):
         return None
-    report = verify_store(location, progress=cfg.progress and sys.stderr.isatty())
+    report = verify_store(location, progress=cfg.progress and sys.stderr.isatty(), jobs=False)
     for damage in report.damaged:
         print(f"attrstream: {damage}", file=sys.stderr)
     return report

@@ -238,8 +238,12 @@ def _progress_bar(total: int, show: bool | None, desc: str):
     return tqdm(total=total, unit="unit", desc=desc, disable=not show, dynamic_ncols=True, file=sys.stderr)
 
 
-def verify_store(path: str | os.PathLike | StoreLocation, *, progress: bool | None = None) -> VerifyReport:
+def verify_store(path: str | os.PathLike | StoreLocation, *, progress: bool | None = None,
+                 jobs: bool = True) -> VerifyReport:
     """Check the root metadata, the done markers and every object of every done unit.
+
+    ``jobs``: the later jobs' groups too (:func:`job_groups`), each on its own unit grid; a sweep's
+    ``--repair`` checks its own arrays only, since it recomputes nothing else.
 
     Every shard of a done unit must exist, be non-empty and decode with valid checksums. Raises
     :class:`StoreError` only when ``path`` holds no attrstream store at all; damage is reported.
@@ -259,13 +263,13 @@ def verify_store(path: str | os.PathLike | StoreLocation, *, progress: bool | No
     arrays = example_arrays(spec)
     done, damage = verify_units(location, group, spec, arrays, DONE_PATH, finalized="finalized" in meta,
                                 progress=progress)
-    jobs = []
-    for job in job_groups(group):
+    checked = []
+    for job in job_groups(group) if jobs else ():
         job_done, job_damage = verify_units(location, group, job.grid, job.arrays, job.progress, finalized=False,
                                             progress=progress)
         damage += job_damage
-        jobs.append(JobCheck(job.group, job.grid.n_units(), int(job_done.sum()), len(job.arrays), job.command))
-    return VerifyReport(str(location), spec.n_units(), int(done.sum()), len(arrays), tuple(damage), tuple(jobs))
+        checked.append(JobCheck(job.group, job.grid.n_units(), int(job_done.sum()), len(job.arrays), job.command))
+    return VerifyReport(str(location), spec.n_units(), int(done.sum()), len(arrays), tuple(damage), tuple(checked))
 
 
 JOB_MARKERS = "unit_done"  # the name of a later job's done-marker array, within its group

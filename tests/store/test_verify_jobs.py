@@ -4,6 +4,7 @@ job's ``--repair`` recomputes what it names: a store damaged on disk, the real C
 from __future__ import annotations
 
 import shutil
+import warnings
 
 import pytest
 
@@ -61,6 +62,11 @@ def test_damaged_job_shards_are_named_with_their_job_and_each_repair_restores_th
     report = verify_store(store)
     assert report.damaged_units == [] and [d.unit for d in report.job_damage("metrics")] == [0]
 
+    with warnings.catch_warnings(record=True) as caught:  # the sweep's repair: its own arrays are intact
+        warnings.simplefilter("always")
+        sweep(tiny_cnn(), FakeImages(**DATA), store, layers=["stage2"], methods=["saliency"], batch_size=4, unit=4,
+              progress=False, repair=True)
+    assert not [w for w in caught if "recomputing" in str(w.message)], [str(w.message) for w in caught]
     with pytest.warns(UserWarning, match=r"recomputing 1 unit.*units \[1\] \(features/stage2/input"):
         visualize_features(tiny_cnn(), store, "stage2", **FEATURES, repair=True)
     with pytest.warns(UserWarning, match=r"recomputing 1 unit.*units \[0\] \(metrics/attributions/saliency/deletion"):
