@@ -99,6 +99,12 @@ def _check_flags(cfg: Any, names: tuple[str, ...]) -> None:
             raise ConfigError(f"Expected {_flag(name)} to be True or False, got {getattr(cfg, name)!r}.")
 
 
+# --layer-layout: the same option for every command that reads a layer's channels
+LAYER_LAYOUTS_OPTION = dict(help=f"per-layer layout override, LAYER=LAYOUT,... with LAYOUT one of "
+                                 f"{', '.join(LAYER_LAYOUTS)} (default: decided from the model)",
+                            parse=assignments, flag="--layer-layout", metavar="L=LAYOUT")
+
+
 @dataclass(frozen=True)
 class SweepConfig:
     """Everything that decides what a sweep computes and how; validated on construction."""
@@ -116,9 +122,7 @@ class SweepConfig:
     autocast: bool = option(False, "bf16 autocast for the forward pass")
     num_workers: int = option(0, "data loader worker processes")
     limit: int | None = option(None, "sweep only the first N examples", parse=int, metavar="N")
-    layer_layouts: dict[str, str] | None = option(None, "per-layer layout override, LAYER=LAYOUT,... with LAYOUT one of "
-                                           f"{', '.join(LAYER_LAYOUTS)} (default: decided from the model)",
-                                           parse=assignments, flag="--layer-layout", metavar="L=LAYOUT")
+    layer_layouts: dict[str, str] | None = option(None, **LAYER_LAYOUTS_OPTION)
     token_grid: tuple[int, int] | None = option(None, "HxW patch grid of token layers (default: square)",
                                                 parse=int_pair, metavar="HxW")
     smoothgrad_samples: int = option(8, "noisy samples per image for smoothgrad")
@@ -275,6 +279,7 @@ class FeaturesConfig:
                                               "channel of the layer)", parse=int_list, metavar="0:64|3,5,7")
     steps: int = option(256, "optimization steps, one forward (to the layer) and one backward each")
     size: int = option(128, "side of the optimized image in pixels")
+    layer_layouts: dict[str, str] | None = option(None, **LAYER_LAYOUTS_OPTION)
     batch_size: int = option(32, "channels optimized together, one batch element each")
     seed: int = option(0, "random seed: a channel's image depends only on (seed, channel, settings)")
     device: str | None = option(None, "cpu, cuda or cuda:I (default: cuda when available, else cpu)",
@@ -305,6 +310,10 @@ class FeaturesConfig:
             check_int(name, getattr(self, name), 1)
         check_int("size", self.size, MIN_FEATURE_SIZE)
         check_int("seed", self.seed, 0)
+        set_(self, "layer_layouts", _layouts(self.layer_layouts))
+        if set(self.layer_layouts) - {self.layer}:
+            raise ConfigError(f"Expected --layer-layout for the layer {self.layer!r} only, got "
+                              f"{', '.join(sorted(set(self.layer_layouts) - {self.layer}))}.")
         if self.device is not None:
             check_device(self.device)
         set_(self, "mean", _normalization("mean", self.mean))

@@ -109,7 +109,7 @@ def maximize(model: nn.Module, forward, channels: Sequence[int], recipe: Recipe,
     curve = torch.zeros(len(channels), curve_points(recipe.steps), device=device)
     for step in range(recipe.steps):
         x = (transform(image.pixels(spectrum), random_affines(generators, recipe.size)) - mean) / std
-        with redirected_relus(model) if step < REDIRECT_STEPS else nullcontext():
+        with redirected_relus() if step < REDIRECT_STEPS else nullcontext():
             objective = forward(x)[rows, index]
             optimizer.zero_grad(set_to_none=True)
             (-objective.sum()).backward()

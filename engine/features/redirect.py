@@ -6,9 +6,10 @@ gradient through a ReLU whose output is zero when nothing else passes for that i
 input is negative, only the part of the gradient that would raise it. Decided per image (the norm
 of its own ReLU gradient), so batch companions never change it.
 
-Applied to every ``nn.ReLU`` module (ReLUs called as functions are left as they are): a hook
-replaces the module's output by the same values with the redirected gradient; in-place ReLUs run
-out of place meanwhile, so that their input survives. Everything is restored on leaving.
+Applied to every ReLU the model calls, as a module (``nn.ReLU``) or as a function (``F.relu``,
+``torch.relu``, ``Tensor.relu``: Inception, GoogLeNet and DenseNet call it so), through a torch
+function mode that exists only within :func:`redirected_relus`; in-place ReLUs run out of place
+meanwhile, so that their input survives for the backward.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 REDIRECT_STEPS = 16  # Lucid's: only the first steps, while channels wake up
 
@@ -39,23 +41,20 @@ class _RedirectedReLU(torch.autograd.Function):
         return torch.where(passes.view(-1, *([1] * (x.dim() - 1))), relu_grad, redirected)
 
 
-def _hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> torch.Tensor:
-    return _RedirectedReLU.apply(inputs[0])
+_RELUS = frozenset({F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_})
+
+
+class _RedirectMode(TorchFunctionMode):
+    """Every ReLU call becomes :class:`_RedirectedReLU` (out of place); any other call runs as it is."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _RELUS:
+            return _RedirectedReLU.apply(args[0])
+        return func(*args, **(kwargs or {}))
 
 
 @contextmanager
-def redirected_relus(model: nn.Module) -> Iterator[None]:
-    """Within the block, every ``nn.ReLU`` of ``model`` passes Lucid's redirected gradient."""
-    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
-    inplace = [m.inplace for m in relus]
-    handles = []
-    try:
-        for module in relus:
-            module.inplace = False
-            handles.append(module.register_forward_hook(_hook, prepend=True))  # before a hook that reads the output
+def redirected_relus() -> Iterator[None]:
+    """Within the block, every ReLU the running code calls passes Lucid's redirected gradient."""
+    with _RedirectMode():
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, flag in zip(relus, inplace, strict=True):
-            module.inplace = flag

@@ -70,7 +70,7 @@ def run_features(model: nn.Module, out: str | os.PathLike, cfg: FeaturesConfig) 
         probe = probe_model(model, torch.zeros(1, 3, cfg.size, cfg.size, device=device),
                             hint="Pass a larger --size (the model's smallest input).")
         probe.check_ran_once([cfg.layer])
-        layout = decide_layout(cfg.layer, probe)
+        layout = decide_layout(cfg.layer, probe, cfg.layer_layouts.get(cfg.layer))
         n_channels = channels_and_map(probe.shape(cfg.layer), layout, None)[0]
         channels = _check_channels(cfg, n_channels)
         job = feature_job(cfg, model_record(model, cfg.model_name), channels, layout, RECIPE)

@@ -25,7 +25,7 @@ from attrstream.engine.render.outputs import topk_probs
 from attrstream.engine.render.topk import ChannelTopK
 from attrstream.engine.store import Run
 from attrstream.engine.store.meta import read_done
-from attrstream.engine.store.verify import read_checked
+from attrstream.engine.store.verify import job_command, read_checked
 
 HEATMAP_ROWS = 256  # examples drawn in a layer's channel-mean heatmap at most
 
@@ -192,7 +192,9 @@ def mean_aucs(run: Run) -> dict[str, dict[str, float]]:
 def metric_curves(run: Run, map_path: str, metric: str) -> np.ndarray:
     """float32 ``[n, S+1]`` curves of a map (or of ``random``) for the examples that have one (not skipped)."""
     array = run.group[curve_path(map_path, metric)]
-    curves = read_checked(run.path, array, run.spec, slice(None), read_done(run.group, run.path, PROGRESS))
+    command = job_command(_metrics_attrs(run).get(METRICS_KEY, {}))
+    curves = read_checked(run.path, array, run.spec, slice(None), read_done(run.group, run.path, PROGRESS, command),
+                          command)
     return curves[np.isfinite(curves).all(axis=1)]
 
 

@@ -27,7 +27,7 @@ from attrstream.engine.store.layout import ArraySpec
 from attrstream.engine.store.location import StoreLocation, open_group
 from attrstream.engine.store.meta import read_done
 from attrstream.engine.store.spec import UnitGrid
-from attrstream.engine.store.verify import read_checked
+from attrstream.engine.store.verify import job_command, read_checked
 
 FEATURES_GROUP = "features"
 FEATURES_KEY = "attrstream_features"  # the group attribute holding the job's description and fingerprint
@@ -85,11 +85,12 @@ def read_features(location: StoreLocation, layer: str) -> dict[str, Any]:
                          f"got {layer!r}.{close_matches(layer, layers)}")
     root = open_group(location, "r", use_consolidated=False)
     group = root[features_group(layer)]
-    settings = _ready(group)["description"]
+    meta = _ready(group)
+    settings, command = meta["description"], job_command(meta)
     grid = UnitGrid(int(group["channel"].shape[0]), int(settings["unit"]))
-    done = read_done(root, location, progress_path(layer))
+    done = read_done(root, location, progress_path(layer), command)
     rows = np.concatenate([np.arange(*grid.unit_range(int(u))) for u in np.flatnonzero(done)] or [np.empty(0, np.int64)])
-    out: dict[str, Any] = {name: read_checked(location, group[name], grid, rows.astype(np.int64), done)
+    out: dict[str, Any] = {name: read_checked(location, group[name], grid, rows.astype(np.int64), done, command)
                            for name in ("channel", "input", "image", "activation", "curve")}
     out["settings"] = settings
     return out

@@ -10,7 +10,7 @@ import numpy as np
 import zarr
 
 from attrstream.engine.store.location import StoreLocation
-from attrstream.engine.store.meta import REPAIR_HINT
+from attrstream.engine.store.meta import repair_hint
 from attrstream.engine.store.reader import Run, open_run
 from attrstream.engine.store.verify import describe_damage, missing_objects
 
@@ -67,7 +67,7 @@ def _missing_line(run: Run) -> list[str]:
     missing = missing_objects(run.path, run.spec, np.flatnonzero(run.units_done))
     if not missing:
         return []
-    return [f"damaged   objects missing in {describe_damage(missing)}; {REPAIR_HINT.format(store=run.path)}"]
+    return [f"damaged   objects missing in {describe_damage(missing)}; {repair_hint(run.path)}"]
 
 
 def _all_arrays(group: zarr.Group) -> list[tuple[str, zarr.Array]]:

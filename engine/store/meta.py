@@ -17,7 +17,15 @@ from attrstream.engine.store.spec import SCHEMA_VERSION
 
 ROOT_META = "zarr.json"
 DONE_PATH = "progress/unit_done"
-REPAIR_HINT = "run `attrstream verify {store}` to list the damage, and rerun the sweep with --repair to recompute it"
+SWEEP_COMMAND = "the sweep"  # how the repair hint names the job that wrote the sweep's own arrays
+
+
+def repair_hint(store: object, command: str = SWEEP_COMMAND) -> str:
+    """What to do about damage found in ``store``: list it, then rerun the job that wrote it (``command``,
+    as a later job records it in its metadata) with --repair."""
+    return f"run `attrstream verify {store}` to list the damage, and rerun {command} with --repair to recompute it"
+
+
 ROOT_REPAIR_HINT = "if it is an attrstream store, rerun the same sweep with --repair to rewrite it"
 
 
@@ -102,12 +110,14 @@ def scan_done(group: zarr.Group, progress: str = DONE_PATH) -> tuple[np.ndarray,
     return done, damaged
 
 
-def read_done(group: zarr.Group, location: StoreLocation, progress: str = DONE_PATH) -> np.ndarray:
-    """The done markers at ``progress`` as a bool array; a damaged marker is a :class:`StoreError` naming its units."""
+def read_done(group: zarr.Group, location: StoreLocation, progress: str = DONE_PATH,
+              command: str = SWEEP_COMMAND) -> np.ndarray:
+    """The done markers at ``progress`` as a bool array; a damaged marker is a :class:`StoreError` naming its
+    units and ``command``, the job to rerun with --repair."""
     done, damaged = scan_done(group, progress)
     if damaged:
         raise StoreError(
             f"Expected readable unit markers in {location}/{progress}, got damaged ones for units "
-            f"{sorted(damaged)}: {REPAIR_HINT.format(store=location)}."
+            f"{sorted(damaged)}: {repair_hint(location, command)}."
         )
     return done

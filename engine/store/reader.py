@@ -17,7 +17,7 @@ from attrstream.engine.errors import StoreError, close_matches
 from attrstream.engine.store.features import feature_layers, read_features
 from attrstream.engine.store.layout import example_arrays
 from attrstream.engine.store.location import StoreLocation, locate, open_group
-from attrstream.engine.store.meta import REPAIR_HINT, decode_failure, read_done, read_ready_meta
+from attrstream.engine.store.meta import decode_failure, read_done, read_ready_meta, repair_hint
 from attrstream.engine.store.spec import RunSpec
 from attrstream.engine.store.verify import VerifyReport, read_checked, verify_store
 
@@ -87,7 +87,7 @@ class Run:
         except ValueError as err:
             raise StoreError(
                 f"Expected intact data in {path} of {self.path}, got {decode_failure(err)}; "
-                f"{REPAIR_HINT.format(store=self.path)}."
+                f"{repair_hint(self.path)}."
             ) from None
 
     def _map(self, path: str, what: str, choices: Sequence[str], examples: Examples) -> np.ndarray:

@@ -24,12 +24,13 @@ from attrstream.engine.store.layout import ArraySpec, example_arrays, shard_key
 from attrstream.engine.store.location import StoreLocation, locate, open_group
 from attrstream.engine.store.meta import (
     DONE_PATH,
-    REPAIR_HINT,
     ROOT_META,
+    SWEEP_COMMAND,
     decode_failure,
     load_root_doc,
     looks_like_store,
     read_root_meta,
+    repair_hint,
     scan_done,
 )
 from attrstream.engine.store.spec import RunSpec, UnitGrid
@@ -163,21 +164,23 @@ def describe_damage(damage: Sequence[Damage], shown: int = 3) -> str:
 
 
 def damaged_read_error(location: StoreLocation, array: str, unit: int, examples: tuple[int, int],
-                       reason: str) -> StoreError:
-    """The error a read of a damaged array raises: which array, unit and examples, and what to do."""
+                       reason: str, command: str = SWEEP_COMMAND) -> StoreError:
+    """The error a read of a damaged array raises: which array, unit and examples, and what to do
+    (rerun ``command``, the job that wrote the array, with --repair)."""
     start, stop = examples
     return StoreError(
         f"Expected intact data in {array} of {location}, got a damaged unit {unit} (examples {start}..{stop - 1}): "
-        f"{reason}; {REPAIR_HINT.format(store=location)}."
+        f"{reason}; {repair_hint(location, command)}."
     )
 
 
-def read_checked(location: StoreLocation, array: zarr.Array, spec: RunSpec, rows: slice | np.ndarray,
-                 done: np.ndarray | None = None) -> np.ndarray:
+def read_checked(location: StoreLocation, array: zarr.Array, spec: RunSpec | UnitGrid, rows: slice | np.ndarray,
+                 done: np.ndarray | None = None, command: str = SWEEP_COMMAND) -> np.ndarray:
     """``rows`` (a slice, or 1-d non-negative indices) of a per-example array, refusing damage.
 
     A missing or empty shard object of a unit marked in ``done`` (zarr would read it as the fill
-    value) and an object that fails to decode raise :func:`damaged_read_error` for its unit.
+    value) and an object that fails to decode raise :func:`damaged_read_error` for its unit, naming
+    ``command``, the job that wrote ``array``.
     """
     if isinstance(rows, slice):
         units = np.unique(np.arange(*rows.indices(spec.n)) // spec.unit)
@@ -188,7 +191,7 @@ def read_checked(location: StoreLocation, array: zarr.Array, spec: RunSpec, rows
             key = shard_key(array.path, array.ndim, int(u))
             reason = _absent(location.object_sizes(key), key)
             if reason:
-                raise damaged_read_error(location, array.path, int(u), spec.unit_range(int(u)), reason)
+                raise damaged_read_error(location, array.path, int(u), spec.unit_range(int(u)), reason, command)
     try:
         return np.asarray(array[rows] if isinstance(rows, slice) else array.get_orthogonal_selection((rows,)))
     except ValueError:  # find the unit that fails
@@ -197,7 +200,7 @@ def read_checked(location: StoreLocation, array: zarr.Array, spec: RunSpec, rows
             try:
                 array[start:stop]
             except ValueError as err:
-                raise damaged_read_error(location, array.path, u, (start, stop), decode_failure(err)) from None
+                raise damaged_read_error(location, array.path, u, (start, stop), decode_failure(err), command) from None
         raise
 
 
@@ -276,6 +279,11 @@ JOB_MARKERS = "unit_done"  # the name of a later job's done-marker array, within
 UNKNOWN_JOB_COMMAND = "the same job"  # stores written before jobs recorded their command
 
 
+def job_command(meta: dict) -> str:
+    """How a later job's metadata names the command that reruns (and repairs) it."""
+    return meta.get("command", UNKNOWN_JOB_COMMAND)
+
+
 @dataclass(frozen=True)
 class FoundJob:
     """A later job's group as the store describes it: its unit grid, per-example arrays and markers."""
@@ -316,7 +324,7 @@ def job_groups(root: zarr.Group) -> list[FoundJob]:
             if (a.shape[0], shard) == (grid.n, grid.unit):
                 arrays.append(ArraySpec(p, str(a.dtype), a.shape, ()))
         if grid is not None:
-            found.append(FoundJob(path, grid, tuple(arrays), markers[0], meta.get("command", UNKNOWN_JOB_COMMAND)))
+            found.append(FoundJob(path, grid, tuple(arrays), markers[0], job_command(meta)))
     return found
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from attrstream.engine.store.features import read_features
+from attrstream.engine.store.location import locate
 from tests.engine.test_cli_errors import assert_one_line_error, attrstream
 
 MODEL = ["features", "--model", "tests.engine.models:tiny_cnn", "--num-classes", "5", "--size", "16", "--steps", "2",
@@ -35,3 +37,13 @@ def test_a_foreign_directory_is_refused(tmp_path):
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"")
     proc = attrstream(*MODEL, "--layer", "stage2", "--out", str(tmp_path / "photos"))
     assert_one_line_error(proc, "cat.jpg", "nothing was written")
+
+
+def test_a_layer_whose_layout_cannot_be_told_takes_the_sweeps_layer_layout(tmp_path):
+    args = ["features", "--model", "tests.engine.models:rescaled_cnn", "--num-classes", "5", "--layer", "0", "--size",
+            "16", "--steps", "2", "--no-progress", "--out", str(tmp_path / "f.zarr")]
+    assert_one_line_error(attrstream(*args), "--layer-layout 0=nchw|nhwc")
+    assert_one_line_error(attrstream(*args, "--layer-layout", "1=nchw"), "for the layer '0' only, got 1")
+    done = attrstream(*args, "--layer-layout", "0=nchw")
+    assert done.returncode == 0, done.stderr
+    assert read_features(locate(tmp_path / "f.zarr"), "0")["channel"].tolist() == [0, 1, 2]

@@ -10,9 +10,13 @@ import pytest
 
 from attrstream.engine import sweep
 from attrstream.engine.data import FakeImages
+from attrstream.engine.errors import StoreError
 from attrstream.engine.faithfulness.run import evaluate
 from attrstream.engine.features.run import visualize_features
-from attrstream.engine.store import verify_store
+from attrstream.engine.render.reading import metric_curves
+from attrstream.engine.store import open_run, verify_store
+from attrstream.engine.store.features import read_features
+from attrstream.engine.store.location import locate
 from tests.engine.models import tiny_cnn
 from tests.store._faults import assert_same_arrays, attrstream, damage
 
@@ -73,3 +77,18 @@ def test_damaged_job_shards_are_named_with_their_job_and_each_repair_restores_th
         evaluate(store, tiny_cnn(), FakeImages(**DATA), steps=2, progress=False, repair=True)
     assert verify_store(store).intact
     assert_same_arrays(store, store_with_jobs)  # recomputed bit for bit
+
+
+def test_reading_a_damaged_job_array_names_that_jobs_repair(store_with_jobs, tmp_path):
+    store = tmp_path / "run.zarr"
+    shutil.copytree(store_with_jobs, store)
+    damage(store, "features/stage2/image/c/1/0/0/0", "delete")
+    damage(store, "metrics/attributions/saliency/deletion/c/0/0", "corrupt")
+
+    with pytest.raises(StoreError, match=r"features/stage2/image of .* damaged unit 1 \(examples 4\.\.7\).*"
+                                         r"rerun the same attrstream features command with --repair"):
+        read_features(locate(store), "stage2")
+    with pytest.raises(StoreError, match=r"deletion of .* damaged unit 0 .*checksum mismatch.*"
+                                         r"rerun the same `attrstream evaluate` .* with --repair") as caught:
+        metric_curves(open_run(store), "attributions/saliency", "deletion")
+    assert "the sweep" not in str(caught.value)
