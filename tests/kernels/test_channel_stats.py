@@ -266,3 +266,17 @@ def test_int64_offsets():
     got = channel_stats(a, backend="triton")
     assert_stats_match(got[-1:], a[-1:], torch.float16)
     assert not got[:-1].any()
+
+
+def test_fraction_positive_counts_exactly_past_float32_integers():
+    """The torch path counts positives in float32 below 2^24 positions (exact there) and in int64
+    above: one channel of 2^24 + 3 positions, all but 5 positive, gets the exact count; a float32
+    count would stop at 2^24."""
+    s = 2**24 + 3
+    a = torch.ones(1, 1, 1, s)
+    a[..., :5] = -1.0
+    got = channel_stats(a, backend="torch")[0, 0, FRAC_POS]
+    assert got == torch.tensor(s - 5, dtype=torch.float64).float() / s
+    assert got != torch.tensor(2**24, dtype=torch.float32) / s
+    small = channel_stats(a[..., : 2**12], backend="torch")[0, 0, FRAC_POS]
+    assert small.item() == (2**12 - 5) / 2**12
