@@ -118,9 +118,16 @@ class Setup:
 
 
 def setup(args: argparse.Namespace) -> Setup:
-    """Model (seeded, eval mode, parameters frozen as the sweep freezes them), its layers, the device."""
+    """Model (seeded, eval mode, parameters frozen as the sweep freezes them), its layers, the device.
+
+    Every contender's process keeps freed host memory the way ``attrstream``'s CLI does
+    (:func:`~attrstream.engine.host_memory.keep_freed_memory`), so that none pays page faults the
+    others do not."""
     import torch
 
+    from attrstream.engine.host_memory import keep_freed_memory
+
+    keep_freed_memory()
     from attrstream.engine.capture import default_layers
     from attrstream.engine.models import ModelSpec, build_model
     from attrstream.engine.probe import probe_model

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from attrstream.engine import __version__
 from attrstream.engine.errors import USER_ERRORS
+from attrstream.engine.host_memory import keep_freed_memory
 from attrstream.engine.options import add_options, csv, from_args
 
 
@@ -226,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    keep_freed_memory()  # this process ends with the job: the allocator may keep what torch frees
     warnings.simplefilter("default", RuntimeWarning)
     warnings.formatwarning = lambda msg, cat, *_a, **_k: f"attrstream: warning: {msg}\n"
     try:
