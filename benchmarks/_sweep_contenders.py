@@ -125,13 +125,12 @@ def setup(args: argparse.Namespace) -> Setup:
     others do not."""
     import torch
 
-    from attrstream.engine.host_memory import keep_freed_memory
-
-    keep_freed_memory()
     from attrstream.engine.capture import default_layers
+    from attrstream.engine.host_memory import keep_freed_memory
     from attrstream.engine.models import ModelSpec, build_model
     from attrstream.engine.probe import probe_model
 
+    keep_freed_memory()
     device = torch.device(args.device)
     model = build_model(ModelSpec(args.model)).to(device).eval()
     for p in model.parameters():
