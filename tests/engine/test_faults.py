@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +121,20 @@ def slow_reference(tmp_path_factory) -> Path:
     return path
 
 
+@contextmanager
+def sigint_not_ignored() -> Iterator[None]:
+    """A child started within the block sees Ctrl-C, as one started from a terminal does: a suite run
+    in the background of a script inherits SIGINT ignored (POSIX, for asynchronous commands), and an
+    ignored signal stays ignored across exec, where a handler resets to the default."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize(("sig", "code", "said", "seed"), [
     (signal.SIGTERM, 143, "terminated (SIGTERM)", 1),
     (signal.SIGTERM, 143, "terminated (SIGTERM)", 2),
@@ -128,8 +144,9 @@ def test_sigterm_and_sigint_release_the_lock_and_a_rerun_resumes(tmp_path, slow_
     out, args = tmp_path / "run.zarr", model_sweep("slow_cnn", "--batch-size", "2")  # 12 forwards of 0.15 s
     env = {**os.environ}
     env.pop("TRITON_INTERPRET", None)
-    proc = subprocess.Popen([sys.executable, "-m", "attrstream.engine", *args, "--out", str(out)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with sigint_not_ignored():
+        proc = subprocess.Popen([sys.executable, "-m", "attrstream.engine", *args, "--out", str(out)], cwd=REPO,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
         while not (out / "writer.rank0.lock").exists():
