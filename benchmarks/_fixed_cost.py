@@ -50,6 +50,8 @@ PHASES = (
     Phase("consolidate (metadata)", "attrstream.engine.store.finalize:consolidate", FINALIZE),
     Phase("open_run", "attrstream.engine.pipeline:open_run", "_finish"),
 )
+# What a sweep pays once, whatever its length: before the first batch, the last unit's flush, after.
+FIXED = tuple(p for p in PHASES if p.label in ("_prepare", "StoreWriter.close (last-unit flush)", "_finish"))
 
 
 def _owner(target: str) -> tuple[Any, str]:

@@ -275,7 +275,7 @@ def run_job(s: Setup, job: dict[str, Any], scratch: Path) -> dict[str, Any]:
 
 def job_argv(script: str, args: argparse.Namespace, kind: str, cases: list[Case], contenders: tuple[str, ...],
              repeats: int) -> list[str]:
-    """The child's command line: the shared settings, then the job (``kind``: rounds or fixed_cost) as JSON."""
+    """The child's command line: the shared settings, then the job (``kind``: a key of bench_sweep.JOBS) as JSON."""
     argv = [script, "--model", args.model, "--image-size", str(args.image_size), "--batch-size", str(args.batch_size),
             "--device", args.device, "--unit", str(args.unit), "--num-workers", str(args.num_workers)]
     argv += ["--autocast"] if args.autocast else []

@@ -10,6 +10,8 @@ goes first, img/s are medians, and ratios are medians of per-round ratios. Table
 - ``layers``: the same at 1, 2 and 4 layers (``--layer-counts``; the last k of the layers): the
   speed-up over Captum grows with the layer count, since Captum pays a forward and a backward per layer;
 - ``sizes``: N = 16, 96, 256 (``--sizes``), so that a sweep's fixed costs show beside its steady state;
+- ``steady``: bare and attrstream alone, many rounds in one process: whole-run ratios beside the
+  ratio without the sweep's fixed cost and the ratio of median batch cycles (``_steady_state.py``);
 - ``fixed-cost``: a one-batch sweep timed phase by phase (``_fixed_cost.py``) against one bare batch;
 - ``multi-sample-memory``: peak RSS and img/s of SmoothGrad / Integrated Gradients at ``--samples``
   (8, 48) with ``internal_batch_size`` = the batch size against unchunked (batch × samples), each in
@@ -20,6 +22,7 @@ goes first, img/s are medians, and ratios are medians of per-round ratios. Table
     python benchmarks/bench_sweep.py --mode interleaved                # main, one process
     python benchmarks/bench_sweep.py --table layers --mode interleaved
     python benchmarks/bench_sweep.py --table sizes --mode interleaved
+    python benchmarks/bench_sweep.py --table steady --repeats 10
     python benchmarks/bench_sweep.py --table fixed-cost --repeats 5
     python benchmarks/bench_sweep.py --table multi-sample-memory --image-size 112 --batch-size 8 -n 16 --repeats 1
     python benchmarks/bench_sweep.py --model resnet50 --device cuda --autocast --batch-size 128 -n 4096
@@ -39,11 +42,13 @@ from typing import Any
 
 from _common import Column, add_output_args, environment, median, run_child, write_table
 from _fixed_cost import PHASES, TOTAL, fixed_cost_job
+from _steady_state import CONTENDERS as STEADY_CONTENDERS
+from _steady_state import steady_job, steady_rows
 from _sweep_contenders import CONTENDERS, METHODS, Case, job_argv, progress, run_job, schedule, setup
 
 DEFAULT_UNIT = 64  # 4 units at the default N: the writer overlaps compute, as in any run of real length
 SAMPLE_OPTIONS = {"smoothgrad": "smoothgrad_samples", "integrated_gradients": "ig_steps"}
-TABLES = ("main", "layers", "sizes", "fixed-cost", "multi-sample-memory", "memory-scaling")
+TABLES = ("main", "layers", "sizes", "steady", "fixed-cost", "multi-sample-memory", "memory-scaling")
 
 
 def measure(args: argparse.Namespace, cases: list[Case], contenders: tuple[str, ...], mode: str) -> list[dict]:
@@ -173,6 +178,23 @@ def table_sizes(args: argparse.Namespace) -> None:
          mode=args.mode, sizes=sizes)
 
 
+STEADY_COLUMNS = (
+    Column("round", "round"), Column("bare_s", "bare s", ".2f"), Column("attrstream_s", "attrstream s", ".2f"),
+    Column("ratio_to_bare", "attrstream/bare", ".3f"), Column("fixed_s", "fixed cost s", ".3f"),
+    Column("ratio_without_fixed", "without fixed cost", ".3f"), Column("bare_batch_ms", "bare batch ms", ".1f"),
+    Column("attrstream_batch_ms", "attrstream batch ms", ".1f"), Column("batch_ratio", "batch ratio", ".3f"),
+)
+
+
+def table_steady(args: argparse.Namespace) -> None:
+    """Bare and attrstream alone at one size, alternated in one process: one row per round, then medians."""
+    env = environment(args.device)
+    announce(args, env, f"steady state, N={args.num_examples}, bare and attrstream in one process")
+    result = run_child(job_argv(__file__, args, "steady", [Case(args.num_examples)], STEADY_CONTENDERS, args.repeats))
+    save(args, "sweep_steady", steady_rows(result["runs"]), STEADY_COLUMNS, env, result["runs"],
+         layer_names=result["layers"])
+
+
 FIXED_COLUMNS = (Column("phase", "phase"), Column("s", "s", ".3f"), Column("share", "of sweep", ".0%"))
 
 
@@ -288,17 +310,23 @@ def table_memory_scaling(args: argparse.Namespace) -> None:
 
 
 TABLE_FUNCTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
-    "main": table_main, "layers": table_layers, "sizes": table_sizes, "fixed-cost": table_fixed_cost,
+    "main": table_main, "layers": table_layers, "sizes": table_sizes, "steady": table_steady,
+    "fixed-cost": table_fixed_cost,
     "multi-sample-memory": table_multi_sample_memory, "memory-scaling": table_memory_scaling,
 }
 
 
+JOBS: dict[str, Callable[[Any, dict[str, Any], Path], dict[str, Any]]] = {
+    "rounds": run_job, "steady": steady_job, "fixed_cost": fixed_cost_job,
+}
+
+
 def child(args: argparse.Namespace) -> dict[str, Any]:
-    """A child process: build the shared setup once, then run its job (rounds or the fixed-cost breakdown)."""
+    """A child process: build the shared setup once, then run its job (rounds, steady or fixed cost)."""
     job = json.loads(args.child)
     s = setup(args)
     with tempfile.TemporaryDirectory(prefix="bench_sweep_", dir=args.out_dir) as tmp:
-        return (fixed_cost_job if job["kind"] == "fixed_cost" else run_job)(s, job, Path(tmp))
+        return JOBS[job["kind"]](s, job, Path(tmp))
 
 
 def main() -> None:

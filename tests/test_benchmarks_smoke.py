@@ -12,6 +12,7 @@ import importlib.util
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +121,24 @@ def test_sweep_fixed_cost(tmp_path: Path) -> None:
         assert phases[measured] > 0, measured
     assert phases["_prepare"] + phases["_run"] + phases["_finish"] <= phases["sweep"]
     assert record["rows"][0]["share"] == 1.0 and "sweep" in stdout
+
+
+def test_sweep_steady(tmp_path: Path) -> None:
+    stdout, results = run_script(tmp_path, "bench_sweep.py", *TINY[:-1], "2", "--table", "steady")
+    record = read_table(results, "sweep_steady", {
+        "round", "bare_s", "attrstream_s", "ratio_to_bare", "fixed_s", "ratio_without_fixed", "bare_batch_ms",
+        "attrstream_batch_ms", "batch_ratio"})
+    rounds, medians = record["rows"][:-1], record["rows"][-1]
+    assert [r["round"] for r in record["rows"]] == ["1", "2", "median"]
+    assert [row[0] for row in printed(stdout, "round")[1:]] == ["1", "2", "median"]
+    for row in rounds:
+        assert 0 < row["fixed_s"] < row["attrstream_s"]
+        assert row["ratio_to_bare"] == pytest.approx(row["bare_s"] / row["attrstream_s"])
+        assert row["ratio_without_fixed"] > row["ratio_to_bare"]
+        assert row["batch_ratio"] == pytest.approx(row["bare_batch_ms"] / row["attrstream_batch_ms"])
+    assert medians["batch_ratio"] == pytest.approx(statistics.median(r["batch_ratio"] for r in rounds))
+    # two batches a run: one cycle each, counted from the model's real forwards (not the meta-device probe)
+    assert all(run["batches"] == 2 for run in record["runs"])
 
 
 def test_sweep_multi_sample_memory(tmp_path: Path) -> None:
