@@ -163,7 +163,7 @@ def test_sweep_memory_scaling(tmp_path: Path) -> None:
 
 def test_store(tmp_path: Path) -> None:
     _, results = run_script(tmp_path, "bench_store.py", "--n", "32", "--batch", "16", "--compressors", "lz4",
-                            "--scale", "0")
+                            "--scale", "0", "--repeats", "2")
     record = read_table(results, "store", {"case", "compressor", "n", "raw_mb", "stored_mb", "wall_s", "mb_s",
                                            "ratio_to_raw", "mb_per_cpu_s", "peak_rss_mb", "writer_idle"})
     rows = {r["case"]: r for r in record["rows"]}
@@ -171,6 +171,13 @@ def test_store(tmp_path: Path) -> None:
     assert sorted(rows) == sorted(["naive", "raw", "writer", "writer-zarr", *zarrs]) and rows["raw"]["ratio_to_raw"] == 1.0
     assert rows["raw"]["raw_mb"] == rows["writer"]["raw_mb"] == rows["writer-zarr"]["raw_mb"] > 0
     assert rows["writer"]["stored_mb"] == rows["writer-zarr"]["stored_mb"]  # the same shards, byte for byte
+    # two rounds of every case, the second in another order; "vs raw" pairs each run with its round's raw
+    runs = record["runs"]
+    assert sorted(r["round"] for r in runs) == [0] * len(rows) + [1] * len(rows)
+    assert [r["case"] for r in runs if r["round"] == 0] != [r["case"] for r in runs if r["round"] == 1]
+    raw = {r["round"]: r["mb_s"] for r in runs if r["case"] == "raw"}
+    assert rows["writer"]["ratio_to_raw"] == pytest.approx(
+        statistics.median(r["mb_s"] / raw[r["round"]] for r in runs if r["case"] == "writer"))
     md = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "to_markdown.py"), str(results / "store.json")],
                         capture_output=True, text=True, check=True).stdout.splitlines()
     assert md[2].startswith("| case | comp | N |") and md[3].startswith("|---|---:|") and len(md) == 2 + 2 + len(rows) + 1
