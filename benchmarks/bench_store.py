@@ -12,7 +12,8 @@ its "vs raw" is the median of per-round ratios to the raw write of the same roun
 
     python benchmarks/bench_store.py [--n 4096] [--batch 64] [--compressors lz4,zstd] [--scale 4] [--repeats 3]
 
-Prints a table and writes benchmarks/results/store.json.
+Prints a table and writes benchmarks/results/store.json (``store_<dir name>.json`` with ``--dir``:
+``--dir /dev/shm`` takes the disk out and leaves the CPU path of each case).
 """
 
 from __future__ import annotations
@@ -165,7 +166,8 @@ def main() -> None:
     for rep in range(args.repeats):
         for case, compressor, n in rotated(keys, rep):
             runs.append({**child(case, n, args.batch, compressor, args.dir), "round": rep})
-    write_table("store", summary_rows(keys, runs), columns=COLUMNS, results_dir=args.results_dir, note=args.note,
+    name = f"store_{Path(args.dir).name}" if args.dir else "store"  # --dir /dev/shm: store_shm.json
+    write_table(name, summary_rows(keys, runs), columns=COLUMNS, results_dir=args.results_dir, note=args.note,
                 config={"n": args.n, "batch": args.batch, "compressors": args.compressors.split(","),
                         "scale": args.scale, "dir": args.dir, "repeats": args.repeats}, machine=env, runs=runs)
 
