@@ -46,13 +46,15 @@ CASES = ("raw", "writer", "writer-zarr", "writer-zarrs", "naive")
 POOL = 4  # distinct batches cycled through (data generation stays out of the timing)
 
 
-def make_spec(n: int, compressor: str):
+def make_spec(n: int, compressor: str, methods: tuple[str, ...] = ("grad_x_input", "integrated_gradients"),
+              unit: int | None = None):
+    """ResNet-18's four stages with statistics, top-5 outputs and ``methods``' input maps at 224²."""
     from attrstream.engine.store import LayerSpec, RunSpec
 
     layers = tuple(LayerSpec(f"layer{i + 1}", c, (56 // 2**i, 56 // 2**i)) for i, c in enumerate((64, 128, 256, 512)))
-    return RunSpec(n=n, input_shape=(3, 224, 224), num_classes=1000, methods=("grad_x_input", "integrated_gradients"),
+    return RunSpec(n=n, input_shape=(3, 224, 224), num_classes=1000, methods=methods,
                    layer_methods=("stats",), layers=layers, topk=5, compressor=compressor,
-                   config={"benchmark": "bench_store"})
+                   config={"benchmark": "bench_store"}, **({"unit": unit} if unit else {}))
 
 
 def make_batches(spec, batch: int) -> list[dict[str, np.ndarray]]:

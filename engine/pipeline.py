@@ -22,7 +22,7 @@ from attrstream.engine.distributed import RankContext, rank_context
 from attrstream.engine.errors import USER_ERRORS, ConfigError, DataError, StoreError
 from attrstream.engine.loop import run_units
 from attrstream.engine.plan import SweepPlan, plan_sweep
-from attrstream.engine.store import Run, StoreWriter, finalize_store, open_run, open_writer
+from attrstream.engine.store import Run, RunningPools, StoreWriter, finalize_store, open_run, open_writer
 from attrstream.engine.store.location import LocalLocation, StoreLocation, UrlLocation, locate
 from attrstream.engine.store.meta import looks_like_store
 from attrstream.engine.store.verify import VerifyReport, verify_store
@@ -60,9 +60,9 @@ def sweep(model: nn.Module, dataset: Dataset, out: str | os.PathLike, config: Sw
     cfg = config if config is not None else SweepConfig(**options)
     ctx = rank_context(cfg.device)
     try:
-        location, plan, writer = _prepare(model, dataset, out, cfg, ctx)
+        location, plan, writer, pools = _prepare(model, dataset, out, cfg, ctx)
         failure = _run(model, dataset, writer, plan, cfg, ctx, stats)
-        return _finish(location, writer, cfg, ctx, failure)
+        return _finish(location, writer, cfg, ctx, failure, pools)
     finally:
         ctx.close()
 
@@ -80,18 +80,23 @@ def _check_arguments(model: object, dataset: object, out: object) -> None:
 
 
 def _prepare(model: nn.Module, dataset: Dataset, out, cfg: SweepConfig,
-             ctx: RankContext) -> tuple[StoreLocation, SweepPlan, StoreWriter]:
-    """Plan the sweep, then open this rank's writer on the store (rank 0 creates or resumes it)."""
+             ctx: RankContext) -> tuple[StoreLocation, SweepPlan, StoreWriter, RunningPools | None]:
+    """Plan the sweep, then open this rank's writer on the store (rank 0 creates or resumes it).
+
+    A single process that finalizes also gets the pools its writer feeds unit by unit, so that
+    finalize need not read every unit's statistics back (it still does after a resume).
+    """
     device = torch.device(f"cuda:{ctx.local_rank}" if cfg.device == "cuda" and ctx.world > 1 else cfg.device)
     plan = plan_sweep(model, dataset, cfg, device, announce=ctx.is_main)
     location = locate(out)
     report = _verify_for_repair(location, cfg) if ctx.is_main else None
-    writer = _open_writer(ctx, location, plan, cfg, report)
+    pools = RunningPools(plan.spec) if cfg.finalize and ctx.world == 1 else None
+    writer = _open_writer(ctx, location, plan, cfg, report, pools)
     if ctx.is_main and writer.units_done_before:
         left = sum(stop - start for start, stop in map(writer.unit_range, writer.todo))
         print(f"attrstream: resuming {location}: {writer.units_done_before} of {plan.spec.n_units()} units already "
               f"done" + (f"; {left} examples left" if ctx.world == 1 else ""), file=sys.stderr)
-    return location, plan, writer
+    return location, plan, writer, pools
 
 
 def _verify_for_repair(location: StoreLocation, cfg: SweepConfig) -> VerifyReport | None:
@@ -105,7 +110,7 @@ def _verify_for_repair(location: StoreLocation, cfg: SweepConfig) -> VerifyRepor
 
 
 def _open_writer(ctx: RankContext, location: StoreLocation, plan: SweepPlan, cfg: SweepConfig,
-                 repair: VerifyReport | None) -> StoreWriter:
+                 repair: VerifyReport | None, pools: RunningPools | None) -> StoreWriter:
     """Rank 0 prepares the layout and opens its writer first; then every other rank joins.
 
     An error on rank 0 (another configuration, a locked store) reaches every rank as the same
@@ -117,7 +122,7 @@ def _open_writer(ctx: RankContext, location: StoreLocation, plan: SweepPlan, cfg
     if ctx.is_main:
         try:
             writer = open_writer(location, spec, overwrite=cfg.overwrite, lock_name=lock_name, share=share,
-                                 break_lock=cfg.break_lock, repair=repair,
+                                 break_lock=cfg.break_lock, repair=repair, on_unit_done=pools,
                                  writer_info={"device": str(plan.device), "world_size": ctx.world})
         except USER_ERRORS as err:
             result = ("error", (type(err), str(err)))
@@ -151,7 +156,7 @@ def _run(model: nn.Module, dataset: Dataset, writer: StoreWriter, plan: SweepPla
 
 
 def _finish(location: StoreLocation, writer: StoreWriter, cfg: SweepConfig, ctx: RankContext,
-            failure: BaseException | None) -> Run:
+            failure: BaseException | None, pools: RunningPools | None) -> Run:
     """Stop every rank if one failed; else rank 0 finalizes, and the run is opened for reading."""
     if not ctx.all_ok(failure is None):
         if failure is not None:
@@ -160,6 +165,6 @@ def _finish(location: StoreLocation, writer: StoreWriter, cfg: SweepConfig, ctx:
     if not ctx.is_main:
         print(f"attrstream: rank {ctx.rank}/{ctx.world} wrote {len(writer.todo)} units", file=sys.stderr)
     if cfg.finalize and ctx.is_main:
-        finalize_store(location, break_lock=cfg.break_lock)
+        finalize_store(location, break_lock=cfg.break_lock, pooled=pools)
     ctx.barrier()
     return open_run(location)

@@ -186,6 +186,15 @@ def test_store(tmp_path: Path) -> None:
     assert md[4].startswith("| raw | lz4 | 32 |")
 
 
+def test_finalize(tmp_path: Path) -> None:
+    _, results = run_script(tmp_path, "bench_finalize.py", "--sizes", "8,24", "--unit", "8", "--repeats", "2")
+    record = read_table(results, "finalize", {"n", "units", "read_back_s", "pools_s", "speedup", "feeding_s"})
+    assert [(r["n"], r["units"]) for r in record["rows"]] == [(8, 1), (24, 3)]
+    for run, row in zip(record["runs"], record["rows"], strict=True):  # rows are medians of both rounds
+        assert row["pools_s"] == statistics.median(run["seconds"]["pools"]) and len(run["seconds"]["read_back"]) == 2
+        assert row["speedup"] == row["read_back_s"] / row["pools_s"] and row["feeding_s"] > 0
+
+
 def test_kernels(tmp_path: Path) -> None:
     _, results = run_script(tmp_path, "bench_kernels.py", "--device", "cpu", "--batch", "1", "--repeats", "1",
                             "--contenders", "torch")

@@ -14,6 +14,7 @@ _LAZY = {
     "open_run": "reader",
     "describe_store": "info",
     "finalize_store": "finalize",
+    "RunningPools": "finalize",
     "open_writer": "prepare",
     "StoreWriter": "writer",
     "array_specs": "layout",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from datetime import datetime, timezone
 
 import numpy as np
@@ -106,6 +107,38 @@ class StatsPool:
         return left_out
 
 
+class RunningPools:
+    """Every layer's pool, fed by the writer as it stores each unit (pass it as ``on_unit_done``).
+
+    When it saw every unit of the store, in order, :func:`finalize_store` takes its pools instead of
+    reading every unit's statistics back, a read that grows with N (~1.5 ms a unit and layer on a
+    2-core VM: ~35 ms of a 256-example sweep's finalize, seconds for 100k examples). The numbers are
+    the very same: the same float32 rows, as stored, added unit by unit in the same order.
+    """
+
+    def __init__(self, spec: RunSpec) -> None:
+        self.n_units = spec.n_units()
+        stats = "stats" in spec.layer_methods
+        self.pools = {layer.name: StatsPool(layer.channels, STAT_NAMES) for layer in spec.layers} if stats else {}
+        self.skipped = 0
+        self._next = 0  # the unit expected next; -1 once one came out of order (a resumed or shared run)
+
+    def __call__(self, unit: int, rows: Mapping[str, np.ndarray]) -> None:
+        if unit != self._next:
+            self._next = -1
+            return
+        kept = rows["inputs/skipped"] == 0
+        self.skipped += int((~kept).sum())
+        for layer, pool in self.pools.items():
+            pool.add(rows[f"layers/{layer}/stats"][kept])
+        self._next += 1
+
+    @property
+    def complete(self) -> bool:
+        """Whether it holds every unit of the store (else finalize reads them back)."""
+        return self._next == self.n_units
+
+
 def pool_layer(location: StoreLocation, group: zarr.Group, spec: RunSpec, layer: str, skipped: np.ndarray) -> StatsPool:
     """Pool ``layers/<layer>/stats`` unit by unit, leaving out skipped examples; the columns are
     named by the layer's ``stat`` coordinate, as stored."""
@@ -117,19 +150,24 @@ def pool_layer(location: StoreLocation, group: zarr.Group, spec: RunSpec, layer:
     return pool
 
 
-def finalize_store(path: str | os.PathLike | StoreLocation, *, break_lock: bool = False) -> None:
+def finalize_store(path: str | os.PathLike | StoreLocation, *, break_lock: bool = False,
+                   pooled: RunningPools | None = None) -> None:
     """Write ``layers/<layer>/dataset_stats`` for every layer and consolidate metadata (idempotent).
 
+    ``pooled``: the pools the writer of every unit fed (:class:`RunningPools`); used when complete
+    and of the store's statistics, else every unit is read back.
     A full disk is a :class:`DiskFullError`: the units stay done, and a rerun finalizes again.
     """
     root = locate(path)
     meta = read_ready_meta(root)
     with disk_full_as_error(root, "finalizing"):
-        _finalize(root, meta, root.lock("finalize", break_lock=break_lock))
+        _finalize(root, meta, root.lock("finalize", break_lock=break_lock), pooled)
 
 
-def _finalize(root: StoreLocation, meta: dict, lock: WriterLock | NoLock) -> None:
+def _finalize(root: StoreLocation, meta: dict, lock: WriterLock | NoLock, pooled: RunningPools | None) -> None:
     spec = RunSpec.from_dict(meta["spec"])
+    if pooled is not None and not (pooled.complete and tuple(meta.get("stat_names", ())) == STAT_NAMES):
+        pooled = None
     lock.acquire()
     try:
         group = open_group(root, "r+", use_consolidated=False)
@@ -148,17 +186,18 @@ def _finalize(root: StoreLocation, meta: dict, lock: WriterLock | NoLock) -> Non
                 f"sweep to recompute these units (`attrstream verify {root}` lists all damage, and --repair also "
                 "recomputes corrupted objects)."
             )
-        skipped = read_checked(root, group["inputs/skipped"], spec, slice(None))
         if "stats" in spec.layer_methods:
+            skipped = None if pooled else read_checked(root, group["inputs/skipped"], spec, slice(None))
+            n_skipped = pooled.skipped if pooled else int(skipped.sum())
             for layer in spec.layers:
-                pool = pool_layer(root, group, spec, layer.name, skipped)
-                pooled = ArraySpec(f"layers/{layer.name}/dataset_stats", "float64", (layer.channels, len(pool.names)),
-                                   ("channel", "stat"), per_example=False,
-                                   attrs={"examples": int(pool.count.max(initial=0)), "skipped": int(skipped.sum()),
-                                          **pool.attributes(), "pooling": "exact, float64, NaN-aware"})
+                pool = pooled.pools[layer.name] if pooled else pool_layer(root, group, spec, layer.name, skipped)
+                out_spec = ArraySpec(f"layers/{layer.name}/dataset_stats", "float64", (layer.channels, len(pool.names)),
+                                     ("channel", "stat"), per_example=False,
+                                     attrs={"examples": int(pool.count.max(initial=0)), "skipped": n_skipped,
+                                            **pool.attributes(), "pooling": "exact, float64, NaN-aware"})
                 # one chunk, rewritten whole: a second finalize replaces the document and the chunk
-                out = create_arrays(root, group[f"layers/{layer.name}"], {pooled.path: array_metadata(spec, pooled)})
-                out[pooled.path][:] = pool.result()
+                out = create_arrays(root, group[f"layers/{layer.name}"], {out_spec.path: array_metadata(spec, out_spec)})
+                out[out_spec.path][:] = pool.result()
         group.attrs["attrstream"] = {**meta, "finalized": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         consolidate(root)
     finally:

@@ -183,7 +183,7 @@ def open_writer(
     lock_name: str = "writer",
     share: tuple[int, int] = (0, 1),
     units: Sequence[int] | None = None,
-    on_unit_done: Callable[[int], None] | None = None,
+    on_unit_done: Callable[[int, Mapping[str, np.ndarray]], None] | None = None,
     repair: VerifyReport | None = None,
     writer_info: Mapping[str, Any] | None = None,
     break_lock: bool = False,

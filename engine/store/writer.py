@@ -76,8 +76,9 @@ class StoreWriter:
 
     ``arrays`` are the per-example arrays it fills (one shard each per unit) and ``progress`` the
     path of their done markers: a sweep's arrays and ``progress/unit_done``, or a later job's own
-    arrays with its own progress array in the same store. ``on_unit_done(u)`` (optional) is called
-    from the writer thread after unit ``u`` is marked done.
+    arrays with its own progress array in the same store. ``on_unit_done(u, rows)`` (optional) is
+    called from the writer thread after unit ``u`` is marked done, with the unit's rows as stored
+    (``{path: rows}``, views of a buffer that is reused once the call returns: read, don't keep).
     """
 
     def __init__(
@@ -91,7 +92,7 @@ class StoreWriter:
         arrays: Sequence[ArraySpec],
         progress: str = DONE_PATH,
         units_done: int = 0,
-        on_unit_done: Callable[[int], None] | None = None,
+        on_unit_done: Callable[[int, Mapping[str, np.ndarray]], None] | None = None,
         opened: Mapping[str, zarr.Array] | None = None,
     ) -> None:
         """Take ownership of a held ``lock`` and an open ``group``; :func:`open_writer` builds these.
@@ -284,7 +285,7 @@ class StoreWriter:
             wait(futures)
         self._unit_done[buf.index] = 1  # only after every array of the unit is stored
         if self._on_unit_done is not None:
-            self._on_unit_done(buf.index)
+            self._on_unit_done(buf.index, {key: data[:rows] for key, data in buf.arrays.items()})
 
     # -- lifetime ----------------------------------------------------------------------------
 

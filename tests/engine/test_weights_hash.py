@@ -7,7 +7,9 @@ import hashlib
 
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
+from attrstream.engine import sweep
 from attrstream.engine.models import weights_sha256
 from tests.engine.models import tiny_cnn
 
@@ -35,3 +37,13 @@ def test_any_changed_weight_changes_it():
     with torch.no_grad():
         next(model.parameters()).view(-1)[0] += 1e-3
     assert weights_sha256(model) != before
+
+
+def test_a_sweep_records_the_digest_of_the_real_weights(tmp_path):
+    """The shape probe runs the model with its parameters swapped for meta tensors: the store must
+    still record (and resume by) the digest of the real weights, which the sweep leaves unchanged."""
+    model = tiny_cnn().eval()
+    expected = weights_sha256(model)
+    run = sweep(model, TensorDataset(torch.rand(2, 3, 16, 16)), tmp_path / "s.zarr", methods=["stats"],
+                layers=["stage1"], batch_size=2, progress=False)
+    assert run.meta["config"]["model"]["weights_sha256"] == expected == weights_sha256(model)

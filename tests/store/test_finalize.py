@@ -9,8 +9,9 @@ import pytest
 import zarr
 
 from attrstream.engine.errors import StoreError
-from attrstream.engine.store import LayerSpec, finalize_store, open_run, open_writer
-from tests.store._helpers import rows, small_spec, write_run
+from attrstream.engine.store import LayerSpec, RunningPools, finalize_store, open_run, open_writer
+from attrstream.engine.store import finalize as finalize_module
+from tests.store._helpers import batches, rows, small_spec, write_run
 
 
 def per_example_stats(acts: np.ndarray, grads: np.ndarray) -> np.ndarray:
@@ -104,3 +105,51 @@ def test_finalize_refuses_an_incomplete_store_and_is_idempotent(tmp_path):
     consolidated = json.loads((path / "zarr.json").read_text())["consolidated_metadata"]["metadata"]
     assert "layers/fc/dataset_stats" in consolidated and "progress/unit_done" in consolidated
     assert not list(path.glob("*.lock"))
+
+
+def _pooled(path) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    group = zarr.open_group(path, mode="r")
+    arrays = {layer: group[f"layers/{layer}/dataset_stats"] for layer in ("fc", "layer4.1.conv2")}
+    return ({k: a[:] for k, a in arrays.items()},
+            {k: {n: v for n, v in a.attrs.items() if n != "pooling"} for k, a in arrays.items()})
+
+
+def test_pools_the_writer_fed_give_the_very_numbers_of_reading_every_unit_back(tmp_path, monkeypatch):
+    """What a sweep does (the writer feeds RunningPools, finalize takes them) against a finalize that
+    reads every unit back: bit-equal pooled statistics and attributes, skipped and NaN examples in."""
+    spec = small_spec(n=23, unit=4)  # 6 units, the last one short; batches span units
+    data = rows(spec, 0, spec.n)
+    data["inputs/skipped"][[1, 17]] = 1
+    data["layers/fc/stats"][5, 0, 0] = np.nan
+    path, pools = tmp_path / "run.zarr", RunningPools(spec)
+    with open_writer(path, spec, on_unit_done=pools) as writer:
+        for lo, hi in batches(spec.n, (3, 5, 2)):
+            writer.append(lo, {k: v[lo:hi] for k, v in data.items()})
+    assert pools.complete and pools.skipped == 2
+    with monkeypatch.context() as patched:
+        patched.setattr(finalize_module, "pool_layer", lambda *_: pytest.fail("read a unit back"))
+        finalize_store(path, pooled=pools)
+    from_pools = _pooled(path)
+    finalize_store(path)  # no pools: every unit read back
+    read_back = _pooled(path)
+    for layer, value in read_back[0].items():
+        np.testing.assert_array_equal(from_pools[0][layer], value)
+    assert from_pools[1] == read_back[1] and read_back[1]["fc"]["skipped"] == 2
+    assert read_back[1]["fc"]["nan_excluded"] == 1
+
+
+def test_pools_of_a_resumed_run_are_not_used(tmp_path):
+    """A writer that stored only some units (a resume) holds partial pools: finalize reads back."""
+    spec = small_spec()
+    path = tmp_path / "run.zarr"
+    write_run(path, spec, units=[0, 2])
+    pools = RunningPools(spec)
+    write_run(path, spec, on_unit_done=pools)  # unit 1 only
+    assert not pools.complete
+    finalize_store(path, pooled=pools)
+    resumed = _pooled(path)
+    write_run(tmp_path / "whole.zarr", spec)
+    finalize_store(tmp_path / "whole.zarr")
+    whole = _pooled(tmp_path / "whole.zarr")
+    for layer, value in whole[0].items():
+        np.testing.assert_array_equal(resumed[0][layer], value)

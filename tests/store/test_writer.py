@@ -91,7 +91,7 @@ def test_oserror_in_the_thread_names_the_unit_keeps_earlier_units_and_resumes(tm
     monkeypatch.setattr(writer_module, "write_shard", io_error_at_unit_2)
     done_units = []
     error = r"unit 2 \(examples 8..11\).*Input/output error.*rerun"
-    with pytest.raises(WriterError, match=error), open_writer(path, spec, on_unit_done=done_units.append) as w:
+    with pytest.raises(WriterError, match=error), open_writer(path, spec, on_unit_done=lambda u, _rows: done_units.append(u)) as w:
         feed(w, spec)
         w.close()
     assert isinstance(w._error.__cause__, OSError)
