@@ -10,12 +10,13 @@ python $S "$@"                                   # main: separate processes, Res
 python $S --mode interleaved "$@"                # main: one process
 python $S --table layers --mode interleaved "$@" # 1, 2, 4 layers
 python $S --table sizes --mode interleaved "$@"  # N = 16, 96, 256
-python $S --table steady --repeats 10 "$@"       # bare and attrstream alone: batch cycles, fixed cost apart
+python $S --table steady --repeats 12 "$@"       # bare and attrstream alone: batch cycles, fixed cost apart
 python $S --table fixed-cost --repeats 5 "$@"    # a one-batch sweep, phase by phase
 python $S --table multi-sample-memory --image-size 112 --batch-size 8 -n 8 --repeats 1 "$@"
 python $S --table memory-scaling "$@"
 python benchmarks/bench_store.py
 python benchmarks/bench_store.py --dir /dev/shm  # no disk: each case's CPU path
+python benchmarks/bench_finalize.py               # finalize by N: the writer's pools against reading back
 python benchmarks/bench_kernels.py
 M=benchmarks/bench_metrics.py
 R224=(--model resnet18 --num-classes 0 --image-size 224 -n 8 --batch-size 16)

@@ -19,11 +19,13 @@ from _common import REPO, Column
 
 
 def shown_command(command: str) -> str:
-    """The command without its ``--note`` (the note is shown on its own)."""
+    """The command without its ``--note`` (the note is shown on its own) and ``--results-dir`` (the
+    line links the JSON; where a trial run put it changes no number)."""
     words = shlex.split(command)
-    if "--note" in words:
-        i = words.index("--note")
-        del words[i : i + 2]
+    for option in ("--note", "--results-dir"):
+        if option in words:
+            i = words.index(option)
+            del words[i : i + 2]
     return shlex.join(words)
 
 

@@ -182,6 +182,7 @@ def test_store(tmp_path: Path) -> None:
                         capture_output=True, text=True, check=True).stdout.splitlines()
     assert md[2].startswith("| case | comp | N |") and md[3].startswith("|---|---:|") and len(md) == 2 + 2 + len(rows) + 1
     assert md[0].startswith("`python benchmarks/bench_store.py --n 32 ") and "--note" not in md[0]
+    assert "--results-dir" not in md[0]
     assert md[0].endswith("; smoke test ([store.json](" + str(results / "store.json") + "))")
     assert md[4].startswith("| raw | lz4 | 32 |")
 
