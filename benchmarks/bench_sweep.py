@@ -325,6 +325,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     """A child process: build the shared setup once, then run its job (rounds, steady or fixed cost)."""
     job = json.loads(args.child)
     s = setup(args)
+    if args.out_dir:
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench_sweep_", dir=args.out_dir) as tmp:
         return JOBS[job["kind"]](s, job, Path(tmp))
 

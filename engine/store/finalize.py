@@ -58,32 +58,38 @@ class StatsPool:
         self.relevance_nan_excluded = 0
 
     def add(self, stats: np.ndarray) -> None:
-        s = np.asarray(stats, dtype=np.float64)
+        # One statistic per contiguous [n, C] plane (strided columns reduce ~2x slower), and no
+        # masking when nothing is NaN (the common case): the same sums in the same order either way.
+        planes = np.ascontiguousarray(np.moveaxis(np.asarray(stats, dtype=np.float64), -1, 0))
         if RELEVANCE in self.names:
-            self._add_relevance(s[..., self.names.index(RELEVANCE)])
-        s = s[..., : len(ACTIVATION_STAT_NAMES)]
-        valid = ~np.isnan(s).any(axis=-1)  # [n, C]
+            self._add_relevance(planes[self.names.index(RELEVANCE)])
+        mean, std, low, high, frac_pos = planes[: len(ACTIVATION_STAT_NAMES)]
+        valid = ~np.isnan(planes[: len(ACTIVATION_STAT_NAMES)]).any(axis=0)  # [n, C]
+        every = bool(valid.all())
+
+        def kept(x: np.ndarray, fill: float) -> np.ndarray:
+            return x if every else np.where(valid, x, fill)
+
         self.nan_excluded += int((~valid).sum())
         count = valid.sum(axis=0).astype(np.float64)
-        means = np.where(valid, s[..., 0], 0.0)
-        batch_mean = np.divide(means.sum(axis=0), count, out=np.zeros_like(count), where=count > 0)
-        batch_m2 = np.where(valid, (s[..., 0] - batch_mean) ** 2, 0.0).sum(axis=0)
+        batch_mean = np.divide(kept(mean, 0.0).sum(axis=0), count, out=np.zeros_like(count), where=count > 0)
+        batch_m2 = kept((mean - batch_mean) ** 2, 0.0).sum(axis=0)
         total = self.count + count
         delta = batch_mean - self.mean
         safe = np.where(total > 0, total, 1.0)
         self.mean = self.mean + delta * count / safe
         self.m2 = self.m2 + batch_m2 + delta**2 * self.count * count / safe
         self.count = total
-        self.var_sum += np.where(valid, s[..., 1] ** 2, 0.0).sum(axis=0)
-        self.min = np.minimum(self.min, np.where(valid, s[..., 2], np.inf).min(axis=0, initial=np.inf))
-        self.max = np.maximum(self.max, np.where(valid, s[..., 3], -np.inf).max(axis=0, initial=-np.inf))
-        self.frac_sum += np.where(valid, s[..., 4], 0.0).sum(axis=0)
+        self.var_sum += kept(std**2, 0.0).sum(axis=0)
+        self.min = np.minimum(self.min, kept(low, np.inf).min(axis=0, initial=np.inf))
+        self.max = np.maximum(self.max, kept(high, -np.inf).max(axis=0, initial=-np.inf))
+        self.frac_sum += kept(frac_pos, 0.0).sum(axis=0)
 
     def _add_relevance(self, relevance: np.ndarray) -> None:
         valid = ~np.isnan(relevance)  # [n, C]
         self.relevance_nan_excluded += int((~valid).sum())
         self.relevance_count += valid.sum(axis=0)
-        self.relevance_sum += np.where(valid, relevance, 0.0).sum(axis=0)
+        self.relevance_sum += (relevance if valid.all() else np.where(valid, relevance, 0.0)).sum(axis=0)
 
     def result(self) -> np.ndarray:
         """``[C, S]`` float64 pooled statistics in the order of ``names``, NaN for channels without a
