@@ -1,7 +1,8 @@
 """The unit writer: whole units assembled in two reused host buffers, written by one thread.
 
-The compute loop appends per-batch rows; a unit (``spec.unit`` examples, one shard of every
-per-example array) is handed to the background thread once all its rows arrived. The thread writes
+The compute loop appends per-batch rows; each inner chunk is queued for encoding as soon as its
+rows arrived, and a unit (``spec.unit`` examples, one shard of every per-example array) is handed
+to the background thread once all its rows arrived. The thread writes
 each array's shard in one aligned call (zarr encodes and stores a whole shard once, atomically),
 then sets the unit's done marker (``progress/unit_done[u]`` for a sweep). Two buffers bound the memory: when both are taken, ``append``
 blocks until the thread frees one (backpressure) instead of allocating more.
@@ -16,7 +17,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol
 
@@ -62,6 +63,7 @@ class _Unit:
     start: int = 0
     stop: int = 0
     filled: int = 0  # rows received so far, in order from `start`
+    encoding: dict[str, list[Future[bytes]]] = field(default_factory=dict)  # inner chunks queued so far, in order
 
     @property
     def complete(self) -> bool:
@@ -156,6 +158,7 @@ class StoreWriter:
             for key, data in arrays.items():
                 buf.arrays[key][buf.filled : buf.filled + n] = data[lo - start : hi - start]
             buf.filled += n
+            self._encode_filled_chunks(buf)
             if buf.complete:
                 del self._open[u]
                 self._pending.discard(u)
@@ -227,9 +230,22 @@ class StoreWriter:
                     )
                 self._cv.wait()
         self.append_wait_s += time.perf_counter() - t0
-        buf.index, (buf.start, buf.stop), buf.filled = u, self.unit_range(u), 0
+        buf.index, (buf.start, buf.stop), buf.filled, buf.encoding = u, self.unit_range(u), 0, {}
         self._open[u] = buf
         return buf
+
+    def _encode_filled_chunks(self, buf: _Unit) -> None:
+        """Queue the encoding of every inner chunk the unit's rows now fill, while compute goes on,
+        so that a unit's completion (the last unit's above all: its flush is on the critical path)
+        leaves only its last chunks to encode. The rows of a filled chunk never change again."""
+        for key, encoder in self._encoders.items():
+            if encoder is None:
+                continue
+            queued = buf.encoding.setdefault(key, [])
+            rows = encoder.chunk_rows
+            while (len(queued) + 1) * rows <= buf.filled:
+                lo = len(queued) * rows
+                queued.append(self._encode_pool.submit(encoder.blosc.encode, buf.arrays[key][lo : lo + rows]))
 
     def _raise_error(self) -> None:
         if self._error is not None:
@@ -271,10 +287,9 @@ class StoreWriter:
 
     def _write_unit(self, buf: _Unit) -> None:
         rows = buf.stop - buf.start
-        # Every inner chunk of every whole shard is queued for encoding at once; shards are stored
-        # in order as their chunks finish, so storing one overlaps encoding the next.
-        encoding = {key: (enc, [self._encode_pool.submit(enc.blosc.encode, c) for c in enc.inner_chunks(buf.arrays[key][:rows])])
-                    for key, enc in self._encoders.items() if enc is not None}
+        # The inner chunks not queued while the unit filled (a short last chunk, padded) are queued
+        # now; shards are stored in order as their chunks finish, so storing one overlaps encoding the next.
+        encoding = {key: (enc, self._queue_rest(buf, key, enc, rows)) for key, enc in self._encoders.items() if enc is not None}
         try:
             for key, array in self._arrays.items():
                 write_shard(self.path, array, buf.index, buf.start, buf.arrays[key][:rows], encoding.get(key))
@@ -286,6 +301,11 @@ class StoreWriter:
         self._unit_done[buf.index] = 1  # only after every array of the unit is stored
         if self._on_unit_done is not None:
             self._on_unit_done(buf.index, {key: data[:rows] for key, data in buf.arrays.items()})
+
+    def _queue_rest(self, buf: _Unit, key: str, encoder: ShardEncoder, rows: int) -> list[Future[bytes]]:
+        queued = buf.encoding.get(key, [])
+        rest = encoder.inner_chunks(buf.arrays[key][:rows])[len(queued):]
+        return [*queued, *(self._encode_pool.submit(encoder.blosc.encode, chunk) for chunk in rest)]
 
     # -- lifetime ----------------------------------------------------------------------------
 

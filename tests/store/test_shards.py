@@ -67,3 +67,21 @@ def test_arrays_in_another_codec_layout_go_through_zarr(tmp_path):
     shard.parent.mkdir(parents=True)
     shard.write_bytes(encoder.encode(data[4:]))
     np.testing.assert_array_equal(ours[4:], data[4:])
+
+
+def test_inner_chunks_are_encoded_as_their_rows_arrive(tmp_path, monkeypatch):
+    """An inner chunk is queued for encoding once its rows are in, before its unit is complete, so
+    that a unit's completion (the last unit's flush is on the critical path) leaves only the rest;
+    the shard stored is the one its rows make."""
+    monkeypatch.setattr(layout_module, "CHUNK_TARGET_BYTES", 200)
+    spec = small_spec(n=8, unit=8)
+    data, path = rows(spec, 0, 8), tmp_path / "run.zarr"
+    with open_writer(path, spec) as w:
+        chunk = w._encoders["attributions/saliency"].chunk_rows
+        assert 1 < chunk < spec.unit
+        w.append(0, {k: v[: chunk + 1] for k, v in data.items()})
+        assert len(w._open[0].encoding["attributions/saliency"]) == 1  # the full chunk, not the partial one
+        w.append(chunk + 1, {k: v[chunk + 1 :] for k, v in data.items()})
+    stored = zarr.open_group(path, mode="r")
+    for key, value in data.items():
+        np.testing.assert_array_equal(stored[key][:], value, err_msg=key)
