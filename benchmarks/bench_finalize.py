@@ -82,6 +82,9 @@ def main() -> None:
     parser.add_argument("--dir", help="where to write (default: the system temp dir)")
     add_output_args(parser)
     args = parser.parse_args()
+    from attrstream.engine.host_memory import keep_freed_memory
+
+    keep_freed_memory()  # the allocator as the CLI sets it (bench_sweep.py's contenders too)
     env = environment()
     runs = [measure(int(n), args.unit, args.repeats, args.dir) for n in args.sizes.split(",")]
     rows = []
