@@ -16,7 +16,7 @@ python $S --table multi-sample-memory --image-size 112 --batch-size 8 -n 8 --rep
 python $S --table memory-scaling "$@"
 python benchmarks/bench_store.py
 python benchmarks/bench_store.py --dir /dev/shm  # no disk: each case's CPU path
-python benchmarks/bench_finalize.py               # finalize by N: the writer's pools against reading back
+python benchmarks/bench_finalize.py --repeats 7   # finalize by N: the writer's pools against reading back
 python benchmarks/bench_kernels.py
 M=benchmarks/bench_metrics.py
 R224=(--model resnet18 --num-classes 0 --image-size 224 -n 8 --batch-size 16)
