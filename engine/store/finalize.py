@@ -193,10 +193,11 @@ def _finalize(root: StoreLocation, meta: dict, lock: WriterLock | NoLock, pooled
                 "recomputes corrupted objects)."
             )
         if "stats" in spec.layer_methods:
-            skipped = None if pooled else read_checked(root, group["inputs/skipped"], spec, slice(None))
-            n_skipped = pooled.skipped if pooled else int(skipped.sum())
+            skipped = None if pooled is not None else read_checked(root, group["inputs/skipped"], spec, slice(None))
+            n_skipped = pooled.skipped if pooled is not None else int(skipped.sum())
             for layer in spec.layers:
-                pool = pooled.pools[layer.name] if pooled else pool_layer(root, group, spec, layer.name, skipped)
+                pool = (pooled.pools[layer.name] if pooled is not None
+                        else pool_layer(root, group, spec, layer.name, skipped))
                 out_spec = ArraySpec(f"layers/{layer.name}/dataset_stats", "float64", (layer.channels, len(pool.names)),
                                      ("channel", "stat"), per_example=False,
                                      attrs={"examples": int(pool.count.max(initial=0)), "skipped": n_skipped,
